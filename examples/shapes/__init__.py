@@ -1,0 +1,1 @@
+"""A tiny example package for the fleet's demo job."""

@@ -1,0 +1,128 @@
+"""Static analysis of the target module (AST only; nothing is imported or run).
+
+Segments are the units a prompt focuses on: each top-level function, each method of a top-level
+class, and the module body itself. ``complexity`` is McCabe's cyclomatic number of a segment:
+``1 + number of decision points`` (if/elif, for, while, except, with-less boolean operators,
+comprehension ifs, ternaries, match cases, assert).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+_DECISIONS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.IfExp, ast.Assert, ast.match_case)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A function or method of the target: qualified name, line span, signature text, complexity."""
+
+    name: str
+    start: int
+    end: int
+    signature: str
+    complexity: int
+    is_method: bool = False
+
+    def lines(self) -> range:
+        return range(self.start, self.end + 1)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the engine knows about the target before any test runs."""
+
+    module: str
+    names: frozenset[str]
+    public: tuple[str, ...]
+    segments: tuple[Segment, ...]
+    imports: dict[str, str] = field(default_factory=dict)
+    lines: int = 0
+    classes: int = 0
+
+    def segment_at(self, line: int) -> Segment | None:
+        """The innermost segment spanning ``line``."""
+        best = None
+        for seg in self.segments:
+            if seg.start <= line <= seg.end and (best is None or seg.start >= best.start):
+                best = seg
+        return best
+
+
+def complexity(node: ast.AST) -> int:
+    """McCabe: 1 + decision points (+ each extra operand of ``and``/``or``, + comprehension ifs)."""
+    score = 1
+    for child in ast.walk(node):
+        if isinstance(child, _DECISIONS):
+            score += 1
+        elif isinstance(child, ast.BoolOp):
+            score += len(child.values) - 1
+        elif isinstance(child, ast.comprehension):
+            score += len(child.ifs)
+    return score
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef, owner: str | None) -> str:
+    prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+    args = ast.unparse(node.args)
+    returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+    qual = f"{owner}.{node.name}" if owner else node.name
+    return f"{prefix} {qual}({args}){returns}"
+
+
+def _function_segments(node: ast.AST, owner: str | None) -> list[Segment]:
+    out = []
+    for child in getattr(node, "body", []):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([d.lineno for d in child.decorator_list] + [child.lineno])
+            name = f"{owner}.{child.name}" if owner else child.name
+            out.append(
+                Segment(name, start, child.end_lineno or child.lineno, _signature(child, owner),
+                        complexity(child), owner is not None)
+            )
+    return out
+
+
+def _imported_names(tree: ast.Module) -> dict[str, str]:
+    """Names the target imports at top level → the import statement that binds them."""
+    names: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            text = ast.unparse(node)
+            for alias in node.names:
+                bound = alias.asname or alias.name.split(".")[0]
+                if bound != "*":
+                    names[bound] = text
+    return names
+
+
+def _defined_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+def analyse(source: str, module: str) -> Analysis:
+    """Segments, names and size facts of ``source`` (already syntax-checked)."""
+    tree = ast.parse(source)
+    segments = _function_segments(tree, None)
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    for cls in classes:
+        segments.extend(_function_segments(cls, cls.name))
+    names = _defined_names(tree)
+    public = tuple(sorted(n for n in names if not n.startswith("_")))
+    return Analysis(
+        module=module,
+        names=frozenset(names),
+        public=public,
+        segments=tuple(sorted(segments, key=lambda s: s.start)),
+        imports=_imported_names(tree),
+        lines=len(source.splitlines()),
+        classes=len(classes),
+    )

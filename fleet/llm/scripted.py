@@ -1,0 +1,40 @@
+"""A scripted backend: replays canned replies in order (cycling). For tests of the loop logic and
+for delivery benchmarks; it measures nothing about a real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fleet.llm.base import Completion, Message, Sampling
+
+
+class ScriptedBackend:
+    """Returns ``replies[i % len(replies)]`` for the i-th call and records every prompt it saw."""
+
+    def __init__(self, replies: list[str], *, model_id: str = "scripted", delay: float = 0.0) -> None:
+        if not replies:
+            raise ValueError("a scripted backend needs at least one reply")
+        self.replies = list(replies)
+        self.model_id = model_id
+        self.sha256 = "0" * 64
+        self.delay = delay
+        self.prompts: list[list[Message]] = []
+
+    @classmethod
+    def from_file(cls, path: Path) -> "ScriptedBackend":
+        """A JSON list of reply strings."""
+        replies = json.loads(Path(path).read_text())
+        if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+            raise ValueError(f"{path}: expected a JSON list of strings")
+        return cls(replies)
+
+    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Completion:
+        import time
+
+        if self.delay:
+            time.sleep(self.delay)
+        text = self.replies[len(self.prompts) % len(self.replies)]
+        self.prompts.append(list(messages))
+        prompt_chars = sum(len(m.content) for m in messages)
+        return Completion(text, prompt_chars // 4, len(text) // 4, self.delay, 0.0)

@@ -1,0 +1,311 @@
+"""Run untrusted tests against the bundled target in a limited subprocess, and measure coverage.
+
+Each run happens in a fresh private directory (``src/`` holds the bundle, ``tests/`` the tests)
+in a child process with a scrubbed environment, wall-clock timeout, RLIMIT_CPU / AS / FSIZE /
+NPROC, its own session (the whole process group is killed on timeout), output capped, and the
+network cut: a network namespace (``unshare -n``) where the OS allows, else a socket guard that
+``sitecustomize`` installs before any test is imported. Coverage is coverage.py line + branch,
+of the target file only, with one dynamic context per test function, so each test's own lines
+and branch arcs can be read back. The coverage data file is read here without running any code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleet.junit import Outcome, parse_junit
+
+TEST_FILE = "tests/test_generated.py"
+_GUARD = '''\
+import socket as _s
+def _blocked(*a, **k):
+    raise OSError("network access is blocked in the fleet sandbox")
+class _GuardedSocket(_s.socket):
+    def connect(self, address):
+        if self.family != getattr(_s, "AF_UNIX", None):
+            _blocked()
+        return super().connect(address)
+    connect_ex = connect
+    def sendto(self, *a):
+        _blocked()
+_s.socket = _GuardedSocket
+_s.create_connection = _blocked
+'''
+_RCFILE = """\
+[run]
+branch = True
+dynamic_context = test_function
+data_file = {data}
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed run (see ``[sandbox]`` in config/default.toml)."""
+
+    timeout: float = 60
+    cpu_seconds: int = 60
+    memory_bytes: int = 2 * 1024**3
+    file_bytes: int = 16 * 1024**2
+    max_processes: int = 256
+    output_cap: int = 65536
+    network: str = "auto"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Limits":
+        return cls(**{k: settings["sandbox"][k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class RunResult:
+    """What one run produced: per-test outcomes, coverage per test context, and process facts."""
+
+    outcomes: dict[str, Outcome]
+    lines_by_context: dict[str, set[int]]
+    arcs_by_context: dict[str, set[tuple[int, int]]]
+    returncode: int | None
+    timed_out: bool
+    output: str
+    seconds: float
+    collected: bool = True
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Coverage of the target: statements, possible branch arcs, and what was covered."""
+
+    statements: frozenset[int]
+    branches: frozenset[tuple[int, int]]
+    lines: frozenset[int] = frozenset()
+    arcs: frozenset[tuple[int, int]] = frozenset()
+
+    @property
+    def line_rate(self) -> float:
+        return len(self.lines & self.statements) / len(self.statements) if self.statements else 1.0
+
+    @property
+    def branch_rate(self) -> float:
+        return len(self.arcs & self.branches) / len(self.branches) if self.branches else 1.0
+
+    @property
+    def missing_lines(self) -> list[int]:
+        return sorted(self.statements - self.lines)
+
+    @property
+    def missing_branches(self) -> list[tuple[int, int]]:
+        return sorted(self.branches - self.arcs)
+
+    def with_covered(self, lines: set[int], arcs: set[tuple[int, int]]) -> "Measure":
+        return Measure(self.statements, self.branches, frozenset(lines), frozenset(arcs & self.branches))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": round(self.line_rate, 4),
+            "branch": round(self.branch_rate, 4),
+            "lines_covered": len(self.lines & self.statements),
+            "lines_total": len(self.statements),
+            "branches_covered": len(self.arcs & self.branches),
+            "branches_total": len(self.branches),
+        }
+
+
+@functools.lru_cache(maxsize=1)
+def namespace_available() -> bool:
+    """True when ``unshare -n`` can create a network namespace here (root or user namespaces)."""
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        done = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def network_mode(setting: str) -> str:
+    """``namespace`` or ``guard`` for a config value of auto / namespace / guard."""
+    if setting == "guard":
+        return "guard"
+    if namespace_available():
+        return "namespace"
+    if setting == "namespace":
+        raise RuntimeError("sandbox.network = namespace, but `unshare -n` is not permitted on this host")
+    return "guard"
+
+
+def _set_limits(limits: Limits) -> None:
+    """Runs in the child before exec: resource limits (NPROC is not enforced for root)."""
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@dataclass
+class Sandbox:
+    """A private directory holding the bundle, in which test modules are run under limits."""
+
+    files: dict[str, str]
+    target_path: str
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="fleet-sandbox-"))
+        self.network = network_mode(self.limits.network)
+        self._runs = 0
+
+    def facts(self) -> dict[str, Any]:
+        """What confines the generated code, for the report."""
+        return {
+            "network": "network namespace (unshare -n)" if self.network == "namespace" else "socket guard",
+            "timeout_s": self.limits.timeout,
+            "cpu_s": self.limits.cpu_seconds,
+            "memory_bytes": self.limits.memory_bytes,
+            "file_bytes": self.limits.file_bytes,
+            "max_processes": self.limits.max_processes,
+            "nproc_enforced": os.geteuid() != 0,
+            "env": "scrubbed (PATH, HOME, PYTHONPATH only)",
+        }
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _prepare(self, test_source: str) -> Path:
+        self._runs += 1
+        run_dir = self.root / f"run{self._runs}"
+        src = run_dir / "src"
+        for rel, text in self.files.items():
+            dest = src / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text, encoding="utf-8")
+        (run_dir / "tests").mkdir(parents=True)
+        (run_dir / TEST_FILE).write_text(test_source, encoding="utf-8")
+        (run_dir / ".coveragerc").write_text(_RCFILE.format(data=run_dir / ".coverage"))
+        site = run_dir / "site"
+        site.mkdir()
+        if self.network == "guard":
+            (site / "sitecustomize.py").write_text(_GUARD)
+        return run_dir
+
+    def _command(self, run_dir: Path, select: list[str] | None) -> list[str]:
+        target = run_dir / "src" / self.target_path
+        nodes = [f"{TEST_FILE}::{name}" for name in select] if select else [TEST_FILE]
+        cmd = [
+            sys.executable, "-m", "coverage", "run", f"--rcfile={run_dir / '.coveragerc'}", f"--include={target}",
+            "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+            f"--timeout={max(5, int(self.limits.timeout // 2))}", f"--junitxml={run_dir / 'junit.xml'}",
+            f"--rootdir={run_dir}", "-o", "console_output_style=classic", *nodes,
+        ]
+        return (["unshare", "-n"] + cmd) if self.network == "namespace" else cmd
+
+    def _env(self, run_dir: Path) -> dict[str, str]:
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(run_dir),
+            "TMPDIR": str(run_dir),
+            "PYTHONPATH": f"{run_dir / 'site'}{os.pathsep}{run_dir / 'src'}",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            "LANG": "C.UTF-8",
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }
+
+    def run(self, test_source: str, select: list[str] | None = None) -> RunResult:
+        """Run ``test_source`` (only the ``select`` test names when given) once, under limits."""
+        run_dir = self._prepare(test_source)
+        out_path = run_dir / "output.txt"
+        started = time.monotonic()
+        timed_out = False
+        with out_path.open("wb") as out:
+            proc = subprocess.Popen(
+                self._command(run_dir, select), cwd=run_dir, env=self._env(run_dir), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=functools.partial(_set_limits, self.limits),
+            )
+            try:
+                proc.wait(timeout=self.limits.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc)
+        seconds = time.monotonic() - started
+        _kill_group(proc)  # strays left behind by the tests
+        output = _read_capped(out_path, self.limits.output_cap)
+        outcomes = parse_junit(run_dir / "junit.xml")
+        lines, arcs = _read_coverage(run_dir / ".coverage", run_dir / "src" / self.target_path)
+        collected = bool(outcomes) and not any(o.status == "collection-error" for o in outcomes.values())
+        result = RunResult(outcomes, lines, arcs, proc.returncode, timed_out, output, seconds, collected)
+        if not os.environ.get('FLEET_SANDBOX_KEEP'): shutil.rmtree(run_dir, ignore_errors=True)
+        return result
+
+    def measure_base(self) -> Measure:
+        """Statements and branch arcs of the target, from coverage.py's static analysis (no run)."""
+        return static_measure(self.files[self.target_path], self.root / "static" / self.target_path)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _read_capped(path: Path, cap: int) -> str:
+    with path.open("rb") as fh:
+        data = fh.read(cap + 1)
+    text = data[:cap].decode("utf-8", "replace")
+    return text + ("\n[output truncated]" if len(data) > cap else "")
+
+
+def _read_coverage(data_file: Path, target: Path) -> tuple[dict[str, set[int]], dict[str, set[tuple[int, int]]]]:
+    """Lines and arcs of ``target`` per dynamic context ('' is import time)."""
+    from coverage import CoverageData
+
+    lines: dict[str, set[int]] = {}
+    arcs: dict[str, set[tuple[int, int]]] = {}
+    if not data_file.exists():
+        return lines, arcs
+    data = CoverageData(basename=str(data_file))
+    try:
+        data.read()
+    except Exception:  # a corrupt data file (the tests can write there) counts as no coverage
+        return lines, arcs
+    path = str(target)
+    for context in data.measured_contexts():
+        data.set_query_contexts([f"^{re.escape(context)}$"])
+        lines[context] = set(data.lines(path) or ())
+        arcs[context] = {a for a in (data.arcs(path) or ()) if a[0] > 0}
+    return lines, arcs
+
+
+def static_measure(source: str, scratch: Path) -> Measure:
+    """Statements and possible branch arcs of ``source``, by coverage.py's parser (nothing runs)."""
+    from coverage.python import PythonParser
+
+    parser = PythonParser(text=source, filename=str(scratch))
+    parser.parse_source()
+    statements = frozenset(parser.statements)
+    exits = parser.exit_counts()
+    branches = frozenset(arc for arc in parser.arcs() if arc[0] > 0 and exits.get(arc[0], 0) > 1)
+    return Measure(statements=statements, branches=branches)

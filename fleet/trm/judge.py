@@ -1,0 +1,193 @@
+"""Judge candidate tests one by one against the suite kept so far, by running them.
+
+1. Run kept + candidates once under coverage (one context per test). A collection error is
+   retried once with only repaired imports (the model's own imports dropped).
+2. A failing candidate is rejected with a reason from its error; a passing one is accepted only
+   if it covers a line or branch arc the suite (and the candidates accepted before it, best
+   first) did not.
+3. The suite with the accepted candidates is run ``reruns`` times; a candidate that fails in any
+   run is rejected as flaky, and if an earlier-kept test fails, the new candidates are rejected as
+   breaking it. Runs repeat until one set passes all reruns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleet.junit import COLLECTION, Outcome
+from fleet.sandbox import Measure, RunResult, Sandbox
+from fleet.trm.parse import Rejection, Unit
+from fleet.trm.repair import Context
+from fleet.trm.suite import Suite
+
+_REASONS = (
+    ("blocked in the fleet sandbox", "sandbox-violation"),
+    ("Network is unreachable", "sandbox-violation"),
+    ("Timeout", "timeout"),
+    ("ModuleNotFoundError", "import-error"),
+    ("ImportError", "import-error"),
+    ("NameError", "name-error"),
+    ("AssertionError", "assertion"),
+    ("assert ", "assertion"),
+)
+
+
+@dataclass
+class Verdict:
+    """Outcome of judging one batch: what was accepted and rejected, and the suite's coverage."""
+
+    accepted: list[Unit] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    measure: Measure | None = None
+    runs: int = 0
+    module: str = ""
+
+
+def reason_of(outcome: Outcome, timed_out: bool = False) -> str:
+    """Rejection reason from an outcome's status and message."""
+    if timed_out:
+        return "timeout"
+    if outcome.status == "skipped":
+        return "skipped"
+    for needle, reason in _REASONS:
+        if needle in outcome.message:
+            return reason
+    return "exception"
+
+
+def trim_error(message: str, limit: int) -> str:
+    """The informative lines of a pytest failure: the summary and the ``E`` lines, capped."""
+    lines = message.splitlines()
+    keep = [ln for ln in lines[:1] + [ln for ln in lines if ln.startswith("E ")] if ln.strip()]
+    text = "\n".join(dict.fromkeys(keep)) or message
+    return text[:limit]
+
+
+def _unit_of_context(context: str) -> str | None:
+    parts = context.split(".")
+    if "test_generated" not in parts:
+        return None
+    rest = parts[parts.index("test_generated") + 1 :]
+    return rest[0] if rest else None
+
+
+def _coverage_by_unit(run: RunResult) -> dict[str, tuple[set[int], set[tuple[int, int]]]]:
+    out: dict[str, tuple[set[int], set[tuple[int, int]]]] = {}
+    for context, lines in run.lines_by_context.items():
+        unit = _unit_of_context(context)
+        if unit is None:
+            continue
+        old_lines, old_arcs = out.setdefault(unit, (set(), set()))
+        old_lines |= lines
+        old_arcs |= run.arcs_by_context.get(context, set())
+    return out
+
+
+def covered(run: RunResult, base: Measure) -> Measure:
+    """The target coverage of a whole run (all contexts, import time included)."""
+    lines = set().union(*run.lines_by_context.values()) if run.lines_by_context else set()
+    arcs = set().union(*run.arcs_by_context.values()) if run.arcs_by_context else set()
+    return base.with_covered(lines, arcs)
+
+
+class Judge:
+    """Runs batches of candidates in one sandbox against one suite."""
+
+    def __init__(self, sandbox: Sandbox, ctx: Context, base: Measure, *, reruns: int, max_error_chars: int) -> None:
+        self.sandbox, self.ctx, self.base = sandbox, ctx, base
+        self.reruns, self.max_error_chars = reruns, max_error_chars
+
+    def _first_run(self, suite: Suite, units: list[Unit], verdict: Verdict) -> RunResult:
+        module = suite.render(units, self.ctx)
+        run = self.sandbox.run(module)
+        verdict.runs += 1
+        if not run.collected and suite.imports:
+            module = suite.render(units, self.ctx, model_imports=False)
+            run = self.sandbox.run(module)
+            verdict.runs += 1
+        verdict.module = module
+        return run
+
+    def _reject_all(self, units: list[Unit], run: RunResult, verdict: Verdict) -> None:
+        error = run.outcomes.get(COLLECTION, Outcome("error", run.output[-2000:]))
+        detail = trim_error(error.message or run.output[-2000:], self.max_error_chars)
+        reason = "timeout" if run.timed_out else ("import-error" if "Error" in detail else "exception")
+        verdict.rejected += [Rejection(u.name, reason, detail) for u in units]
+
+    def _select(self, suite: Suite, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:
+        per_unit = _coverage_by_unit(run)
+        lines: set[int] = set()
+        arcs: set[tuple[int, int]] = set()
+        for unit in suite.units:
+            got = per_unit.get(unit.name, (set(), set()))
+            lines |= got[0]
+            arcs |= got[1]
+        branches = self.base.branches
+        passing = []
+        for unit in candidates:
+            outcome = run.outcomes.get(unit.name, Outcome("error", "the test did not run"))
+            if outcome.passed:
+                passing.append(unit)
+            else:
+                detail = trim_error(outcome.message, self.max_error_chars)
+                verdict.rejected.append(Rejection(unit.name, reason_of(outcome), detail))
+
+        def gain(u: Unit) -> int:
+            ul, ua = per_unit.get(u.name, (set(), set()))
+            return len((ul & self.base.statements) - lines) + len((ua & branches) - arcs)
+
+        accepted = []
+        for unit in sorted(passing, key=gain, reverse=True):
+            if gain(unit) > 0:
+                accepted.append(unit)
+                ul, ua = per_unit.get(unit.name, (set(), set()))
+                lines |= ul
+                arcs |= ua
+            else:
+                verdict.rejected.append(Rejection(unit.name, "no-new-coverage", "covers nothing the kept tests miss"))
+        return accepted
+
+    def _stabilise(self, suite: Suite, accepted: list[Unit], verdict: Verdict) -> RunResult | None:
+        """Rerun kept + accepted until one set passes ``reruns`` times in a row; return its last run."""
+        while True:
+            units = suite.units + accepted
+            if not units:
+                return None
+            module = suite.render(units, self.ctx)
+            failing: dict[str, Outcome] = {}
+            last = None
+            for _ in range(self.reruns):
+                last = self.sandbox.run(module)
+                verdict.runs += 1
+                failing.update({u.name: last.outcomes.get(u.name, Outcome("error", "did not run")) for u in units
+                                if not last.outcomes.get(u.name, Outcome("error")).passed})
+            if not failing:
+                verdict.module = module
+                return last
+            old_broken = [n for n in failing if n in suite.names]
+            for unit in list(accepted):
+                if old_broken or unit.name in failing:
+                    reason = "breaks-others" if old_broken and unit.name not in failing else "flaky"
+                    detail = trim_error(failing.get(unit.name, Outcome("error", f"{old_broken[0]} fails beside it")).message,
+                                        self.max_error_chars)
+                    verdict.rejected.append(Rejection(unit.name, reason, detail))
+                    accepted.remove(unit)
+            if old_broken and not accepted:
+                suite.units = [u for u in suite.units if u.name not in failing]
+
+    def judge(self, suite: Suite, candidates: list[Unit]) -> Verdict:
+        """Judge ``candidates`` against ``suite``; accepted ones are appended to ``suite.units``."""
+        verdict = Verdict()
+        if not candidates:
+            return verdict
+        run = self._first_run(suite, suite.units + candidates, verdict)
+        if not run.collected:
+            self._reject_all(candidates, run, verdict)
+            return verdict
+        accepted = self._select(suite, candidates, run, verdict)
+        final = self._stabilise(suite, accepted, verdict) if accepted else None
+        suite.units.extend(accepted)
+        verdict.accepted = accepted
+        if final is not None:
+            verdict.measure = covered(final, self.base)
+        return verdict

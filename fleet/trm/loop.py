@@ -1,0 +1,240 @@
+"""The refinement loop (TRM): generate → run → measure → feed back → regenerate.
+
+Each iteration asks the model for tests of one focus (the whole public API first for small
+modules, then the segment with the most uncovered lines and branches, segments that yielded
+nothing being tried later), judges the reply test by test (:mod:`fleet.trm.judge`), and scores
+the kept suite (:mod:`fleet.trm.quality`). The kept suite only grows by tests that pass every
+rerun and add coverage, so quality never drops below an earlier iteration's. It stops when:
+quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
+iterations; max_iterations is reached; or the job's token or time budget is spent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from fleet.analysis import Analysis, Segment, analyse
+from fleet.jobs import Job
+from fleet.llm.base import Backend, Sampling
+from fleet.sandbox import Limits, Measure, Sandbox
+from fleet.trm import prompts
+from fleet.trm.judge import Judge, Verdict
+from fleet.trm.parse import Rejection, parse_reply
+from fleet.trm.quality import FORMULA, quality
+from fleet.trm.repair import Context
+from fleet.trm.suite import Suite
+
+Progress = Callable[[dict[str, Any]], None]
+WHOLE_MODULE_LINES = 120
+FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target"}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Loop settings (``[engine]`` in config/default.toml)."""
+
+    max_iterations: int = 7
+    convergence_threshold: float = 0.95
+    quality_threshold: float = 0.01
+    patience: int = 2
+    max_tokens: int = 60000
+    time_budget: float = 1200.0
+    reruns: int = 5
+    max_source_chars: int = 12000
+    max_error_chars: int = 600
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "EngineSettings":
+        eng = settings["engine"]
+        fields = {k: eng[k] for k in cls.__dataclass_fields__ if k in eng}
+        return cls(**fields, time_budget=float(settings["celery"]["soft_time_limit"]) * 0.8)
+
+    def for_job(self, job: Job) -> "EngineSettings":
+        out = self
+        if job.options.max_iterations:
+            out = replace(out, max_iterations=job.options.max_iterations)
+        if job.options.time_budget:
+            out = replace(out, time_budget=min(out.time_budget, job.options.time_budget))
+        return out
+
+
+def _bundled_packages(job: Job) -> frozenset[str]:
+    return frozenset(path.split("/")[0].removesuffix(".py") for path in job.files)
+
+
+class Engine:
+    """Runs jobs with one backend; holds no state between jobs."""
+
+    def __init__(self, backend: Backend, *, sampling: Sampling, settings: EngineSettings, limits: Limits) -> None:
+        self.backend, self.sampling, self.settings, self.limits = backend, sampling, settings, limits
+
+    def run(self, job: Job, *, progress: Progress | None = None, examples: list[str] | None = None) -> dict[str, Any]:
+        """Generate a test module for ``job``; returns the report (a JSON-safe dict)."""
+        with Sandbox(job.files, job.target_path, self.limits) as sandbox:
+            return _Run(self, job, sandbox, progress or (lambda _: None), examples or []).execute()
+
+
+class _Run:
+    """The state of one job's loop."""
+
+    def __init__(self, engine: Engine, job: Job, sandbox: Sandbox, progress: Progress, examples: list[str]) -> None:
+        self.engine, self.job, self.sandbox = engine, job, sandbox
+        self.cfg = engine.settings.for_job(job)
+        self.progress, self.examples = progress, examples
+        self.source = job.target_source
+        self.analysis: Analysis = analyse(self.source, job.module)
+        self.ctx = Context(job.module, self.analysis, _bundled_packages(job))
+        self.base: Measure = sandbox.measure_base()
+        self.judge = Judge(sandbox, self.ctx, self.base, reruns=self.cfg.reruns, max_error_chars=self.cfg.max_error_chars)
+        self.suite = Suite()
+        self.measure = self.base
+        self.quality = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+        self.trace: list[str] = []
+        self.attempts: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.tokens_in = self.tokens_out = 0
+        self.started = time.monotonic()
+
+    # -- focus -------------------------------------------------------------------------------
+    def _focus(self, iteration: int) -> prompts.Focus:
+        missing = set(self.measure.missing_lines)
+        missing_arcs = {a for a, _ in self.measure.missing_branches}
+        if iteration == 1 and self.analysis.lines <= WHOLE_MODULE_LINES:
+            return prompts.Focus(None, errors=self.errors, examples=self.examples)
+        best: tuple[float, Segment] | None = None
+        for seg in self.analysis.segments:
+            gap = len(missing.intersection(seg.lines())) + len(missing_arcs.intersection(seg.lines()))
+            if gap == 0:
+                continue
+            score = gap / (1 + 2 * self.attempts[seg.name])
+            if best is None or score > best[0]:
+                best = (score, seg)
+        if best is None:
+            return prompts.Focus(None, errors=self.errors, examples=self.examples)
+        seg = best[1]
+        lines = self.source.splitlines()
+        text = [lines[n - 1] for n in sorted(missing.union(missing_arcs).intersection(seg.lines())) if n <= len(lines)]
+        return prompts.Focus(seg, missing_lines=text, errors=self.errors, examples=self.examples)
+
+    # -- one iteration -----------------------------------------------------------------------
+    def _ask(self, focus: prompts.Focus, iteration: int):
+        messages = prompts.build(self.job.module, self.source, self.analysis, focus,
+                                 max_source_chars=self.cfg.max_source_chars)
+        sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + iteration)
+        prefill = prompts.prefill(self.job.module)
+        completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)
+        self.tokens_in += completion.prompt_tokens
+        self.tokens_out += completion.completion_tokens
+        return completion, prefill.removeprefix("```python\n") + completion.text
+
+    def _record(self, iteration: int, rejected: list[Rejection]) -> None:
+        for r in rejected:
+            self.rejected.append({"name": r.name, "reason": r.reason, "detail": r.detail, "iteration": iteration})
+        self.errors = [f"{r.name}: {r.detail[:240]}" for r in rejected if r.reason in FEEDBACK_REASONS and r.detail]
+
+    def _iterate(self, iteration: int) -> dict[str, Any]:
+        started = time.monotonic()
+        focus = self._focus(iteration)
+        label = focus.segment.name if focus.segment else "module"
+        self.attempts[label] += 1
+        completion, code = self._ask(focus, iteration)
+        parsed = parse_reply(code, self.analysis.names)
+        candidates = self.suite.absorb(parsed)
+        verdict: Verdict = self.judge.judge(self.suite, candidates)
+        if verdict.measure is not None:
+            self.measure = verdict.measure
+        before = self.quality
+        self.quality = max(self.quality, quality(self.measure, [u.asserts for u in self.suite.units]))
+        self._record(iteration, parsed.rejected + verdict.rejected)
+        self.trace.append(
+            f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
+            f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept; "
+            f"quality {before:.3f} → {self.quality:.3f}"
+        )
+        return {
+            "iteration": iteration, "focus": label, "quality": self.quality,
+            "improvement": round(self.quality - before, 4), "line": round(self.measure.line_rate, 4),
+            "branch": round(self.measure.branch_rate, 4), "kept": len(verdict.accepted),
+            "rejected": len(parsed.rejected) + len(verdict.rejected), "tests_total": len(self.suite.units),
+            "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
+            "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
+            "sandbox_runs": verdict.runs, "seconds": round(time.monotonic() - started, 3),
+        }
+
+    # -- stopping ----------------------------------------------------------------------------
+    def _stop_reason(self) -> str | None:
+        cfg = self.cfg
+        if self.quality >= cfg.convergence_threshold:
+            return "converged"
+        recent = [h["improvement"] for h in self.history[-cfg.patience :]]
+        if len(recent) == cfg.patience and all(i < cfg.quality_threshold for i in recent):
+            return "plateau"
+        if cfg.max_tokens and self.tokens_in + self.tokens_out >= cfg.max_tokens:
+            return "token-budget"
+        if time.monotonic() - self.started >= cfg.time_budget:
+            return "time-budget"
+        if not self.measure.missing_lines and not self.measure.missing_branches and self.suite.units:
+            return "fully-covered"
+        return None
+
+    def execute(self) -> dict[str, Any]:
+        baseline = self._baseline()
+        reason = "max-iterations"
+        for iteration in range(1, self.cfg.max_iterations + 1):
+            self.history.append(self._iterate(iteration))
+            self.progress({"iteration": iteration, "of": self.cfg.max_iterations, **self.history[-1]})
+            stop = self._stop_reason()
+            if stop:
+                reason = stop
+                break
+        return self._report(baseline, reason)
+
+    def _baseline(self) -> Measure:
+        """Coverage before: the target imported by an empty test module (import-time lines only)."""
+        run = self.sandbox.run(f"import {self.job.module}\n")
+        lines = run.lines_by_context.get("", set())
+        return self.base.with_covered(lines, run.arcs_by_context.get("", set()))
+
+    def _final_check(self) -> tuple[str, int]:
+        if not self.suite.units:
+            return "", 0
+        module = self.suite.render(self.suite.units, self.ctx)
+        passed = sum(
+            all(run.outcomes.get(u.name) is not None and run.outcomes[u.name].passed for u in self.suite.units)
+            for run in (self.sandbox.run(module) for _ in range(self.cfg.reruns))
+        )
+        return module, passed
+
+    def _report(self, baseline: Measure, reason: str) -> dict[str, Any]:
+        module, passed = self._final_check()
+        header = f'"""Tests for {self.job.module}, generated by the test-generation fleet and verified: ' \
+                 f'each test passed {self.cfg.reruns}/{self.cfg.reruns} runs."""\n'
+        return {
+            "job_id": self.job.job_id,
+            "module": self.job.module,
+            "status": "ok" if self.suite.units else "no-tests",
+            "model": {"id": self.engine.backend.model_id, "sha256": self.engine.backend.sha256},
+            "test_module": header + module if module else "",
+            "tests_kept": len(self.suite.units),
+            "tests": [{"name": u.name, "asserts": u.asserts} for u in self.suite.units],
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(Counter(r["reason"] for r in self.rejected)),
+            "reruns": self.cfg.reruns,
+            "final_runs_passed": passed,
+            "coverage_before": baseline.as_dict(),
+            "coverage_after": self.measure.as_dict(),
+            "quality": self.quality,
+            "quality_formula": FORMULA,
+            "iterations": self.history,
+            "converged": reason in ("converged", "fully-covered"),
+            "stop_reason": reason,
+            "trace": self.trace,
+            "tokens": {"in": self.tokens_in, "out": self.tokens_out},
+            "seconds": round(time.monotonic() - self.started, 3),
+            "sandbox": self.sandbox.facts(),
+        }

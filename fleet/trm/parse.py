@@ -1,0 +1,181 @@
+"""Model reply → test units, tolerantly.
+
+Steps, each deterministic: take the code out of fences; strip line-number prefixes copied from a
+prompt; parse, or salvage the top-level chunks that parse on their own (a reply cut at max_tokens
+loses only its last, unfinished function); split into imports, test units (``def test_*`` and
+``class Test*``) and support code (fixtures, helpers, constants); drop copies of the target's own
+definitions (small models paste the code under test); drop tests without an assertion. Import
+repair happens later, in :mod:`fleet.trm.repair`, when the whole suite is known.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
+_LINENO = re.compile(r"^\s*\d+\s*[:|]\s?")
+_CONTINUATION = ("else", "elif", "except", "finally", ")", "]", "}", "case")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A test (or piece of a reply) that was not kept, and why."""
+
+    name: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One test function or Test class, judged on its own; ``needs`` names support code it uses."""
+
+    name: str
+    source: str
+    needs: frozenset[str] = frozenset()
+    asserts: int = 0
+
+
+@dataclass
+class Parsed:
+    """What a reply held: import lines, support definitions by name, units, and rejections."""
+
+    imports: list[str] = field(default_factory=list)
+    support: dict[str, str] = field(default_factory=dict)
+    units: list[Unit] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def extract_code(text: str) -> str:
+    """The code of a reply: fenced blocks joined, else the whole text (a prefilled fence)."""
+    blocks = _FENCE.findall(text)
+    code = "\n\n".join(blocks) if blocks else text.split("```")[0]
+    return strip_line_numbers(code)
+
+
+def strip_line_numbers(code: str) -> str:
+    """Remove ``12: `` style prefixes when most non-blank lines carry them."""
+    lines = code.splitlines()
+    filled = [ln for ln in lines if ln.strip()]
+    if filled and sum(bool(_LINENO.match(ln)) for ln in filled) >= 0.6 * len(filled):
+        lines = [_LINENO.sub("", ln, count=1) for ln in lines]
+    return "\n".join(lines)
+
+
+def _chunk_starts(lines: list[str]) -> list[int]:
+    starts = []
+    for i, line in enumerate(lines):
+        if not line or line[0].isspace() or line.startswith("#"):
+            continue
+        if line.startswith(_CONTINUATION):
+            continue
+        if starts and lines[i - 1].startswith("@"):
+            continue
+        starts.append(i)
+    return starts
+
+
+def _parse_trimmed(chunk: list[str]) -> ast.Module | None:
+    """Parse ``chunk``, dropping trailing lines (at most 15) until it parses."""
+    for cut in range(len(chunk), max(0, len(chunk) - 15), -1):
+        try:
+            return ast.parse("\n".join(chunk[:cut]))
+        except (SyntaxError, ValueError):
+            continue
+    return None
+
+
+def salvage(code: str) -> tuple[list[ast.stmt], list[Rejection]]:
+    """Top-level statements of ``code``; chunks that do not parse are rejected as syntax errors."""
+    try:
+        return ast.parse(code).body, []
+    except (SyntaxError, ValueError):
+        pass
+    lines = code.splitlines()
+    starts = _chunk_starts(lines) + [len(lines)]
+    body: list[ast.stmt] = []
+    rejected: list[Rejection] = []
+    for a, b in zip(starts, starts[1:]):
+        tree = _parse_trimmed(lines[a:b])
+        if tree is None:
+            head = lines[a].strip()
+            rejected.append(Rejection(_chunk_name(head), "syntax", f"does not parse: {head[:80]}"))
+        else:
+            body.extend(tree.body)
+    return body, rejected
+
+
+def _chunk_name(head: str) -> str:
+    match = re.match(r"(?:async\s+)?(?:def|class)\s+(\w+)", head)
+    return match.group(1) if match else "<fragment>"
+
+
+def count_asserts(node: ast.AST) -> int:
+    """``assert`` statements plus ``pytest.raises``/``pytest.warns`` context managers and calls."""
+    count = 0
+    for child in ast.walk(node):
+        if isinstance(child, ast.Assert):
+            count += 1
+        elif isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute):
+            if child.func.attr in {"raises", "warns", "assertEqual", "assertTrue", "assertRaises", "assertIn"}:
+                count += 1
+    return count
+
+
+def _is_test(node: ast.stmt) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return node.name.startswith("test")
+    return isinstance(node, ast.ClassDef) and node.name.startswith("Test")
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)
+
+
+def _bound_names(node: ast.stmt) -> list[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+    return []
+
+
+def used_names(node: ast.AST) -> set[str]:
+    """Every plain name read (or used as an argument default / fixture parameter) in ``node``."""
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    for fn in (n for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+        names.update(a.arg for a in fn.args.args)
+    return names
+
+
+def parse_reply(text: str, target_names: frozenset[str]) -> Parsed:
+    """Split a model reply into imports, support code and test units (see module docstring)."""
+    body, rejected = salvage(extract_code(text))
+    parsed = Parsed(rejected=rejected)
+    tests: list[ast.stmt] = []
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            parsed.imports.append(ast.unparse(node))
+        elif _is_test(node):
+            tests.append(node)
+        elif _is_main_guard(node) or isinstance(node, ast.Expr):
+            continue
+        else:
+            names = _bound_names(node)
+            copied = [n for n in names if n in target_names]
+            if copied:
+                parsed.rejected.append(Rejection(copied[0], "redefines-target", "a copy of the code under test; the real one is imported"))
+                continue
+            for name in names:
+                parsed.support[name] = ast.unparse(node)
+    for node in tests:
+        asserts = count_asserts(node)
+        if asserts == 0:
+            parsed.rejected.append(Rejection(node.name, "no-assertion", "the test checks nothing"))
+            continue
+        needs = frozenset(used_names(node) & parsed.support.keys())
+        parsed.units.append(Unit(node.name, ast.unparse(node), needs, asserts))
+    return parsed

@@ -1,0 +1,77 @@
+"""Prompts for a small model: stable prefix first (KV-cache reuse), one focused segment after.
+
+Layout of every prompt of a job (identical up to the "Task" line, so llama.cpp reuses it):
+    system text · target module source (cut to a character budget) · task for one segment,
+    the segment's uncovered lines, the errors of the previous attempt, an exemplar test when one
+    is given, and the rules. The reply is prefilled with a code fence and the target's import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleet.analysis import Analysis, Segment
+from fleet.llm.base import Message
+
+SYSTEM = (
+    "You are an expert Python developer who writes correct, focused pytest unit tests. "
+    "You reply with a single Python code block that contains only test code."
+)
+STOP = ["\n```"]
+
+
+@dataclass(frozen=True)
+class Focus:
+    """What one prompt asks for: a segment (None = the module's public API) and its gaps."""
+
+    segment: Segment | None
+    missing_lines: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+
+
+def source_block(source: str, limit: int) -> str:
+    """The module source, cut at a line boundary to ``limit`` characters."""
+    if len(source) <= limit:
+        return source
+    cut = source[:limit].rsplit("\n", 1)[0]
+    return cut + "\n# ... (rest of the module omitted)"
+
+
+def prefill(module: str) -> str:
+    """The forced start of the reply: a fence and the real import of the target."""
+    return f"```python\nimport pytest\nfrom {module} import "
+
+
+def _task(analysis: Analysis, focus: Focus, source: str) -> list[str]:
+    seg = focus.segment
+    if seg is None:
+        names = ", ".join(f"`{n}`" for n in analysis.public[:20]) or "the module"
+        return [f"Task: write pytest tests for {names}."]
+    lines = [f"Task: write pytest tests for `{seg.name}`: `{seg.signature}`."]
+    body = source.splitlines()[seg.start - 1 : seg.end]
+    if len("\n".join(body)) < 4000 and seg.start > 1 and source_block(source, 10**9) != source:
+        lines += ["```python", *body, "```"]
+    return lines
+
+
+def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_source_chars: int) -> list[Message]:
+    """The chat messages for one attempt (see the module docstring for the layout)."""
+    parts = [f"Module `{module}`:", "```python", source_block(source, max_source_chars), "```", ""]
+    parts += _task(analysis, focus, source)
+    if focus.missing_lines:
+        parts += ["These lines are not covered by any test yet; write tests that execute them:"]
+        parts += [f"    {line.strip()}" for line in focus.missing_lines[:25]]
+    if focus.errors:
+        parts += ["Earlier tests failed like this; do not repeat these mistakes:"]
+        parts += [f"- {err}" for err in focus.errors[:6]]
+    for example in focus.examples[:2]:
+        parts += ["An example of a good test from a similar module:", "```python", example, "```"]
+    names = ", ".join(analysis.public[:12])
+    parts += [
+        "Rules:",
+        f"- Import the code under test from `{module}` (e.g. `from {module} import {names}`); never copy or redefine it.",
+        "- Write 3 to 6 small test functions named test_<something>, each with assert statements or pytest.raises.",
+        "- Work out each expected value by reading the code carefully; use only pytest and the standard library.",
+    ]
+    return [Message("system", SYSTEM), Message("user", "\n".join(parts))]

@@ -1,0 +1,47 @@
+"""The test suite under construction: kept units, their support code, and the module text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleet.trm.parse import Parsed, Unit
+from fleet.trm.repair import Context, repair_imports
+
+
+@dataclass
+class Suite:
+    """Kept units in order, the model's imports seen so far, and support code by name."""
+
+    units: list[Unit] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    support: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> set[str]:
+        return {u.name for u in self.units}
+
+    def absorb(self, parsed: Parsed) -> list[Unit]:
+        """Take a reply's imports and support; return its units renamed to not collide."""
+        self.imports.extend(i for i in parsed.imports if i not in self.imports)
+        for name, src in parsed.support.items():
+            self.support.setdefault(name, src)
+        taken = set(self.names)
+        out = []
+        for unit in parsed.units:
+            name = unit.name
+            n = 2
+            while name in taken:
+                name, n = f"{unit.name}_{n}", n + 1
+            taken.add(name)
+            if name != unit.name:
+                unit = Unit(name, unit.source.replace(unit.name, name, 1), unit.needs, unit.asserts)
+            out.append(unit)
+        return out
+
+    def render(self, units: list[Unit], ctx: Context, *, model_imports: bool = True) -> str:
+        """A complete test module of ``units`` with repaired imports and the support they need."""
+        needed = set().union(*(u.needs for u in units)) if units else set()
+        support = list(dict.fromkeys(self.support[n] for n in self.support if n in needed))
+        body = "\n\n\n".join(support + [u.source for u in units])
+        imports = repair_imports(self.imports if model_imports else [], body, ctx)
+        return "\n".join(imports) + "\n\n\n" + body + "\n"
