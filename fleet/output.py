@@ -1,0 +1,86 @@
+"""What the CLI shows and writes: progress lines, the job summary, and the test file."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class ProgressView:
+    """Shows job progress: one rewritten line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.width = 0
+
+    def __call__(self, state: str, info: dict[str, Any]) -> None:
+        if state == "PROGRESS" and info:
+            text = (f"iteration {info.get('iteration')}/{info.get('of')}: quality {info.get('quality', 0):.3f}, "
+                    f"line {info.get('line', 0):.0%}, branch {info.get('branch', 0):.0%}, "
+                    f"tests {info.get('tests_total', 0)} ({info.get('seconds', 0):.0f}s)")
+        else:
+            text = {"PENDING": "queued, waiting for an agent", "STARTED": "an agent started the job",
+                    "SUCCESS": "done"}.get(state, state.lower())
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+            if state in ("SUCCESS", "FAILURE"):
+                self.stream.write("\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def test_file_name(module: str) -> str:
+    return f"test_{module.rpartition('.')[2]}.py"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _pct(cov: dict[str, Any], key: str) -> str:
+    return f"{cov.get(key, 0):.0%}"
+
+
+def summary(report: dict[str, Any], written: Path | None) -> str:
+    """A few human lines about a finished job."""
+    before, after = report["coverage_before"], report["coverage_after"]
+    agent = report.get("agent", {}).get("id", "?")
+    lines = [
+        f"job {report['job_id']} ({report['module']}) on {agent}, model {report['model']['id']}",
+        f"tests kept: {report['tests_kept']}, each passed {report['reruns']}/{report['reruns']} runs; "
+        f"final suite passed {report['final_runs_passed']}/{report['reruns']} runs",
+        f"coverage: line {_pct(before, 'line')} → {_pct(after, 'line')}, "
+        f"branch {_pct(before, 'branch')} → {_pct(after, 'branch')}; quality {report['quality']:.3f}",
+        f"iterations: {len(report['iterations'])} (stop: {report['stop_reason']}), "
+        f"time {report.get('wall_seconds', report['seconds']):.1f}s, "
+        f"tokens {report['tokens']['in']} in / {report['tokens']['out']} out",
+        f"rejected: {report['rejected_by_reason'] or 'none'}",
+    ]
+    if report.get("cached"):
+        lines.append("answered from the result store (identical job ran before)")
+    if written:
+        lines.append(f"wrote {written}")
+    return "\n".join(lines)
+
+
+def echo_json(doc: dict[str, Any]) -> None:
+    import json
+
+    click.echo(json.dumps(doc, indent=2, default=str))

@@ -1,0 +1,99 @@
+"""Redis: connections, key namespaces, the agent registry, and per-job counters.
+
+Key layout (``<prefix>`` is ``fleet.prefix``):
+    <prefix>:agent:<id>:info          hash   one agent's registry entry (model, node, counters)
+    <prefix>:agent:<id>:…             the agent's own namespace (learning state lives here)
+    <prefix>:shared:…                 fleet-wide state (maintenance sweeps, shared patterns)
+    <prefix>:job:<job_id>:deliveries  int    times the job was delivered to an agent
+    <prefix>:job:<job_id>:submitted   str    set while a submission is live (deduplication)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from fleet.errors import FleetUnreachable
+
+AGENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def connect(url: str, timeout: float) -> redis.Redis:
+    """A client that has answered PING, or FleetUnreachable naming the URL tried."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 5.0),
+                                  decode_responses=True)
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise FleetUnreachable(
+            f"cannot reach Redis at {safe_url(url)} ({exc}); start the fleet with `fleet up` "
+            "or set FLEET_REDIS_URL"
+        ) from exc
+    return client
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds every key the fleet uses under one prefix."""
+
+    prefix: str
+
+    def agent(self, agent_id: str, *parts: str) -> str:
+        if not AGENT_ID.match(agent_id):
+            raise ValueError(f"invalid agent id {agent_id!r}")
+        return ":".join([self.prefix, "agent", agent_id, *parts])
+
+    def shared(self, *parts: str) -> str:
+        return ":".join([self.prefix, "shared", *parts])
+
+    def job(self, job_id: str, *parts: str) -> str:
+        return ":".join([self.prefix, "job", job_id, *parts])
+
+    def agent_info_pattern(self) -> str:
+        return f"{self.prefix}:agent:*:info"
+
+
+def register_agent(client: redis.Redis, keys: Keys, agent_id: str, info: dict[str, Any]) -> None:
+    """Create or refresh the agent's registry entry."""
+    now = time.time()
+    client.hset(keys.agent(agent_id, "info"), mapping={**info, "agent_id": agent_id, "namespace":
+                keys.agent(agent_id, ""), "started_at": now, "last_seen": now})
+
+
+def touch_agent(client: redis.Redis, keys: Keys, agent_id: str, **counters: int) -> None:
+    """Record that the agent is alive, and add to its counters (e.g. jobs_done=1)."""
+    key = keys.agent(agent_id, "info")
+    pipe = client.pipeline()
+    pipe.hset(key, "last_seen", time.time())
+    for name, amount in counters.items():
+        pipe.hincrby(key, name, amount)
+    pipe.execute()
+
+
+def list_agents(client: redis.Redis, keys: Keys) -> list[dict[str, str]]:
+    """Every registered agent's info, sorted by id."""
+    agents = [client.hgetall(key) for key in client.scan_iter(keys.agent_info_pattern(), count=200)]
+    return sorted((a for a in agents if a), key=lambda a: a.get("agent_id", ""))
+
+
+def count_delivery(client: redis.Redis, keys: Keys, job_id: str, ttl: int) -> int:
+    """Increment and return how often ``job_id`` has been delivered (the poison-job guard)."""
+    key = keys.job(job_id, "deliveries")
+    pipe = client.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, ttl)
+    return int(pipe.execute()[0])

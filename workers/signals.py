@@ -1,0 +1,22 @@
+"""Worker lifecycle hooks, named for when they run."""
+
+from __future__ import annotations
+
+import os
+
+from celery.signals import celeryd_init, worker_process_init
+
+from workers import agent
+
+
+@celeryd_init.connect
+def remember_nodename(sender: str | None = None, **_: object) -> None:
+    """In the main worker process, before fork: pass the node name to the pool processes."""
+    if sender:
+        os.environ["FLEET_AGENT_NODENAME"] = sender
+
+
+@worker_process_init.connect
+def load_model(**_: object) -> None:
+    """In each pool process, after fork: load the model once and register the agent."""
+    agent.install(agent.Agent.start(os.environ.get("FLEET_AGENT_NODENAME")))
