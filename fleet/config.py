@@ -46,8 +46,9 @@ class Settings:
 
 
 def env_name(section: str, key: str) -> str:
-    """``FLEET_<SECTION>_<KEY>``, upper case, ``.`` and ``-`` turned into ``_``."""
-    raw = f"FLEET_{section}_{key}".upper()
+    """``FLEET_<SECTION>_<KEY>`` (``FLEET_<KEY>`` for section ``fleet``), upper case, ``.`` and
+    ``-`` turned into ``_``."""
+    raw = (f"FLEET_{key}" if section == "fleet" else f"FLEET_{section}_{key}").upper()
     return raw.replace(".", "_").replace("-", "_")
 
 

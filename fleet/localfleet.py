@@ -112,6 +112,7 @@ def up(settings: Settings, agents: int, say) -> None:
                 [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT),
                  "-p", str(HONCHO_BASE_PORT), "-c", f"worker={agents}"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
             )
         (run_dir(settings) / "honcho.pid").write_text(str(proc.pid))
         say(f"starting Redis, {agents} agent(s), beat and Flower (log: {log})")
@@ -132,6 +133,8 @@ def wait_ready(settings: Settings, agents: int, say) -> None:
                 return
         except FleetUnreachable:
             pass
+        if _pid(settings) is None:
+            raise FleetError(f"the local fleet exited while starting; see {run_dir(settings) / 'fleet.log'}")
         time.sleep(1.0)
     raise FleetUnreachable(f"the fleet did not come up within {settings['fleet_up']['start_timeout']}s; "
                            f"see {run_dir(settings) / 'fleet.log'}")

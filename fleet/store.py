@@ -71,7 +71,7 @@ def register_agent(client: redis.Redis, keys: Keys, agent_id: str, info: dict[st
     """Create or refresh the agent's registry entry."""
     now = time.time()
     client.hset(keys.agent(agent_id, "info"), mapping={**info, "agent_id": agent_id, "namespace":
-                keys.agent(agent_id, ""), "started_at": now, "last_seen": now})
+                keys.agent(agent_id), "started_at": now, "last_seen": now})
 
 
 def touch_agent(client: redis.Redis, keys: Keys, agent_id: str, **counters: int) -> None:

@@ -35,7 +35,7 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
     touch_agent(agent.redis, agent.keys, agent.agent_id)
     started = time.monotonic()
     report = agent.engine.run(job, progress=lambda p: self.update_state(state="PROGRESS", meta=p))
-    report["agent"] = {"id": agent.agent_id, "namespace": agent.keys.agent(agent.agent_id, ""),
+    report["agent"] = {"id": agent.agent_id, "namespace": agent.keys.agent(agent.agent_id),
                        "node": self.request.hostname, "deliveries": deliveries}
     report["wall_seconds"] = round(time.monotonic() - started, 3)
     touch_agent(agent.redis, agent.keys, agent.agent_id, jobs_done=1)

@@ -135,6 +135,23 @@ def import_for(name: str, ctx: Context) -> str | None:
     return COMMON.get(name)
 
 
+def merge_imports(statements: list[str]) -> list[str]:
+    """One ``from M import a, b`` per module (names deduplicated, first-seen order kept)."""
+    merged: dict[str, list[str]] = {}
+    out: list[str] = []
+    for statement in statements:
+        node = ast.parse(statement).body[0]
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module and node.names[0].name != "*":
+            if node.module not in merged:
+                merged[node.module] = []
+                out.append(node.module)
+            names = [ast.unparse(a) for a in node.names]
+            merged[node.module].extend(n for n in names if n not in merged[node.module])
+        elif statement not in out:
+            out.append(statement)
+    return [f"from {s} import {', '.join(merged[s])}" if s in merged else s for s in out]
+
+
 def repair_imports(imports: list[str], body: str, ctx: Context) -> list[str]:
     """Imports for a test module with ``body``: the model's usable imports plus those it forgot."""
     kept = [s for s in (keep_import(i, ctx) for i in imports) if s]
@@ -145,4 +162,4 @@ def repair_imports(imports: list[str], body: str, ctx: Context) -> list[str]:
         if not added:
             break
         kept.extend(dict.fromkeys(added))
-    return kept
+    return merge_imports(kept)

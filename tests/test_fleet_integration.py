@@ -1,0 +1,92 @@
+"""A real Celery worker (in-process, celery.contrib.testing) on a real redis-server, with a scripted
+model backend: submit → queue → agent → sandbox → report, deduplication, poison and malformed jobs."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+
+from fleet import config
+from fleet.celeryconf import GENERATE_QUEUE, GENERATE_TASK, MAINTENANCE_QUEUE, celery_config
+from fleet.client import Client
+from fleet.errors import JobFailed
+from fleet.jobs import Job, Options
+from fleet.llm.scripted import ScriptedBackend
+from workers import agent as agent_mod
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "def sign(x):\n    if x > 0:\n        return 1\n    if x < 0:\n        return -1\n    return 0\n"
+REPLY = "sign\n\ndef test_positive():\n    assert sign(5) == 1\n\ndef test_negative():\n    assert sign(-2) == -1\n"
+
+
+def make_job(**options) -> Job:
+    return Job(module="signs", target_path="signs.py", files={"signs.py": SOURCE}, options=Options(**options))
+
+
+@pytest.fixture
+def fleet(fleet_env):
+    """The project's Celery app pointed at the test Redis, one in-process agent, and a client."""
+    from workers.app import app
+
+    settings = config.load()
+    app.conf.update(**celery_config(settings))
+    backend = ScriptedBackend([REPLY])
+    agent_mod.install(agent_mod.Agent.start("agent-t1@test", backend=backend))
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=[GENERATE_QUEUE, MAINTENANCE_QUEUE],
+                      shutdown_timeout=30):
+        yield Client(settings), backend
+    agent_mod.install(None)
+
+
+def test_job_runs_through_the_fleet(fleet):
+    client, backend = fleet
+    job_id, sent = client.submit(make_job(max_iterations=2))
+    assert sent and job_id == make_job(max_iterations=2).job_id
+    report = client.wait(job_id, timeout=120)
+    assert report["tests_kept"] == 2
+    assert report["agent"]["id"] == "agent-t1"
+    assert report["agent"]["namespace"] == "fleet:agent:agent-t1"
+    assert report["coverage_after"]["line"] > report["coverage_before"]["line"]
+    assert report["coverage_after"]["branches_covered"] == 3
+    assert report["final_runs_passed"] == report["reruns"] == 5
+    assert "def test_positive" in report["test_module"]
+    assert len(backend.prompts) >= 1
+
+
+def test_resubmission_attaches_to_the_same_job(fleet):
+    client, backend = fleet
+    job = make_job(max_iterations=1)
+    job_id, sent = client.submit(job)
+    again_id, sent_again = client.submit(job)
+    assert (again_id, sent, sent_again) == (job_id, True, False)
+    client.wait(job_id, timeout=120)
+    assert client.submit(job) == (job_id, False)
+    assert len(backend.prompts) == 1
+
+
+def test_status_lists_worker_queue_and_agent(fleet):
+    client, _ = fleet
+    status = client.status()
+    assert any(w.startswith("celery@") or "@" in w for w in status["workers"])
+    assert status["queues"][GENERATE_QUEUE] == 0
+    assert [a["agent_id"] for a in status["agents"]] == ["agent-t1"]
+
+
+def test_poison_job_fails_instead_of_looping(fleet, redis_server):
+    client, backend = fleet
+    job = make_job(max_iterations=3)
+    redis.Redis.from_url(redis_server).set(f"fleet:job:{job.job_id}:deliveries", 3)
+    job_id, _ = client.submit(job)
+    with pytest.raises(JobFailed, match="delivered 4 times"):
+        client.wait(job_id, timeout=60)
+    assert backend.prompts == []
+
+
+def test_malformed_job_fails_with_a_clear_error(fleet):
+    client, backend = fleet
+    client.app.send_task(GENERATE_TASK, args=[{"version": 99}], task_id="bad-job-1", queue=GENERATE_QUEUE)
+    with pytest.raises(JobFailed, match="unsupported job version"):
+        client.wait("bad-job-1", timeout=60)
+    assert backend.prompts == []
