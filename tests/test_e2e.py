@@ -1,0 +1,67 @@
+"""End to end, every part real: `fleet submit` (subprocess) → Redis → a real agent process (prefork
+Celery worker) → the default llama.cpp model → sandbox → test file written and run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet import config
+from fleet.llm.models import resolve
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+FLEET = str(Path(sys.executable).parent / "fleet")
+EXAMPLE = ROOT / "examples" / "shapes" / "intervals.py"
+
+
+@pytest.fixture
+def agent_process(redis_server, tmp_path):
+    """One real agent (`fleet run-agent`) on the test Redis, loading the verified default model."""
+    resolve(config.load())  # fails clearly if the default model is missing or corrupt
+    env = {**os.environ, "FLEET_REDIS_URL": redis_server, "FLEET_PREFIX": "e2e",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = (tmp_path / "agent.log").open("wb")
+    proc = subprocess.Popen([FLEET, "run-agent", "--id", "e2e-agent"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    yield env
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def test_submit_runs_the_real_chain(agent_process, tmp_path):
+    out = tmp_path / "generated"
+    started = time.monotonic()
+    done = subprocess.run([FLEET, "submit", str(EXAMPLE), "--wait", "--out", str(out), "--json", "--timeout", "900"],
+                          env=agent_process, capture_output=True, text=True, timeout=1000)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["agent"]["id"] == "e2e-agent"
+    assert report["model"]["id"] == "qwen2.5-coder-1.5b"
+    assert report["model"]["sha256"] == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert report["tests_kept"] >= 1
+    assert report["final_runs_passed"] == report["reruns"] == 5
+    assert report["coverage_after"]["line"] > report["coverage_before"]["line"]
+    assert report["coverage_after"]["lines_total"] > 0 and report["coverage_after"]["branches_total"] > 0
+    assert 1 <= len(report["iterations"]) <= 7
+    assert {"quality", "line", "branch", "tokens_in", "tokens_out", "seconds"} <= report["iterations"][0].keys()
+    assert "namespace" in report["sandbox"]["network"] or "guard" in report["sandbox"]["network"]
+    written = Path(report["written"])
+    assert written == out / "test_intervals.py" and written.exists()
+    rerun = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(written)],
+                           env={**os.environ, "PYTHONPATH": str(EXAMPLE.parent.parent)}, capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert f"{report['tests_kept']} passed" in rerun.stdout
+    print(f"e2e wall time {time.monotonic() - started:.1f}s, {report['tests_kept']} tests kept")
