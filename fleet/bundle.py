@@ -58,6 +58,8 @@ def check_syntax(source: str, label: str) -> None:
         raise BadInput(f"{label}:{exc.lineno}:{exc.offset}: syntax error: {exc.msg}") from exc
     except ValueError as exc:  # e.g. NUL bytes
         raise BadInput(f"{label}: cannot be parsed: {exc}") from exc
+    except (MemoryError, RecursionError) as exc:
+        raise BadInput(f"{label}: nested too deeply to parse") from exc
 
 
 def _package_top(target: Path) -> Path:
@@ -116,6 +118,9 @@ def build_bundle(target: Path, limits: Limits, project: Path | None = None) -> B
     name = module_name(rel_target)
     files: dict[str, str] = {rel_target: source}
     total = len(source.encode())
+    if total > limits.max_bundle_bytes:
+        raise BadInput(f"{target}: {total} bytes is over the bundle limit of {limits.max_bundle_bytes} bytes "
+                       "(jobs.max_bundle_bytes)")
     for path in _collect(root, scope, target):
         rel = path.relative_to(root).as_posix()
         if rel in files:

@@ -130,7 +130,7 @@ def status(as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--agents", type=click.IntRange(1, 64), help="Agents to start (default fleet_up.agents).")
+@click.option("--agents", type=click.IntRange(1, 64), help="Agents to start (default local.agents).")
 def up(agents: int | None) -> None:
     """Start a local fleet: Redis, agents, beat and Flower (behind basic auth), on 127.0.0.1.
 
@@ -141,7 +141,7 @@ def up(agents: int | None) -> None:
     from fleet import localfleet
 
     settings = _settings()
-    count = agents or settings["fleet_up"]["agents"]
+    count = agents or settings["local"]["agents"]
     localfleet.up(settings, count, _say)
     fl = settings["flower"]
     user = localfleet.flower_auth(settings, create=False).split(":", 1)[0]

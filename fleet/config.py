@@ -79,6 +79,15 @@ def _convert(text: str, default: Any, name: str) -> Any:
     return text
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    """An overlay value must have the default's type (an int may stand for a float)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
 def _overlay(values: dict, sources: dict, extra: Mapping, origin: str) -> None:
     for section, table in extra.items():
         if section not in values or not isinstance(table, Mapping):
@@ -86,7 +95,10 @@ def _overlay(values: dict, sources: dict, extra: Mapping, origin: str) -> None:
         for key, value in table.items():
             if key not in values[section]:
                 raise ConfigError(f"{origin}: unknown setting {section}.{key}")
-            values[section][key] = value
+            default = values[section][key]
+            if not _same_kind(value, default):
+                raise ConfigError(f"{origin}: {section}.{key} must be {type(default).__name__}, got {value!r}")
+            values[section][key] = float(value) if isinstance(default, float) else value
             sources[f"{section}.{key}"] = origin
 
 

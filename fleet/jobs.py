@@ -34,6 +34,10 @@ class Options:
     time_budget: float | None = None
 
     def validate(self) -> None:
+        for name, kinds in (("max_iterations", (int,)), ("time_budget", (int, float))):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise BadInput(f"option {name} must be a number, got {type(value).__name__}")
         if self.framework not in FRAMEWORKS:
             raise BadInput(f"framework {self.framework!r} is not supported (choose from {', '.join(FRAMEWORKS)})")
         if self.max_iterations is not None and not 1 <= self.max_iterations <= 20:
@@ -84,7 +88,7 @@ class Job:
         """Validate an untrusted dict (from the wire) and build the job; BadInput says what is wrong."""
         if not isinstance(data, dict):
             raise BadInput(f"job must be a mapping, got {type(data).__name__}")
-        if data.get("version") != WIRE_VERSION:
+        if type(data.get("version")) is not int or data.get("version") != WIRE_VERSION:
             raise BadInput(f"unsupported job version {data.get('version')!r} (this fleet speaks {WIRE_VERSION})")
         module, target_path, files = data.get("module"), data.get("target_path"), data.get("files")
         if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
@@ -135,7 +139,10 @@ def _check_files(files: Any, limits: Limits) -> None:
         pure = PurePosixPath(path)
         if pure.is_absolute() or ".." in pure.parts or pure.suffix != ".py" or "\\" in path:
             raise BadInput(f"job file path {path!r} must be a relative .py path without '..'")
-        size = len(text.encode())
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:
+            raise BadInput(f"job file {path} is not valid Unicode text: {exc.reason}") from exc
         if size > limits.max_file_bytes:
             raise BadInput(f"job file {path} is {size} bytes, over the limit of {limits.max_file_bytes}")
         total += size

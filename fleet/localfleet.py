@@ -122,7 +122,7 @@ def up(settings: Settings, agents: int, say) -> None:
 def wait_ready(settings: Settings, agents: int, say) -> None:
     from fleet.client import Client
 
-    deadline = time.monotonic() + settings["fleet_up"]["start_timeout"]
+    deadline = time.monotonic() + settings["local"]["start_timeout"]
     client = None
     while time.monotonic() < deadline:
         try:

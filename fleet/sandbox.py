@@ -40,6 +40,10 @@ class _GuardedSocket(_s.socket):
     connect_ex = connect
     def sendto(self, *a):
         _blocked()
+    def sendmsg(self, *a):
+        if self.family != getattr(_s, "AF_UNIX", None):
+            _blocked()
+        return super().sendmsg(*a)
 _s.socket = _GuardedSocket
 _s.create_connection = _blocked
 '''

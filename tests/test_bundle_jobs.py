@@ -165,11 +165,6 @@ def test_non_identifier_module_name(tmp_path):
         build_bundle(target, LIMITS)
 
 
-@pytest.mark.xfail(
-    reason="BUG: build_bundle checks max_bundle_bytes only after adding a non-target file, so a "
-    "single-file bundle (plain module) is never checked against jobs.max_bundle_bytes",
-    strict=True,
-)
 def test_plain_module_over_max_bundle_bytes(tmp_path):
     target = _write(tmp_path / "big.py", "x = 1\n" * 100)
     with pytest.raises(BadInput, match="max_bundle_bytes"):
@@ -321,35 +316,17 @@ def test_from_bytes_caps_string_length_before_decoding():
 # --- bugs: untrusted wire input escaping as something other than BadInput ------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: Options.validate compares untyped wire values; max_iterations='5' raises TypeError "
-    "(not BadInput) from Job.from_dict",
-    raises=TypeError,
-    strict=True,
-)
 @pytest.mark.parametrize("options", [{"max_iterations": "5"}, {"time_budget": "60"}])
 def test_from_dict_wrong_option_type_is_bad_input(options):
     with pytest.raises(BadInput):
         Job.from_dict(_wire(options=options), LIMITS)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _check_files does text.encode() unguarded; a lone surrogate in a file (valid in JSON "
-    "'\\ud800') raises UnicodeEncodeError, not BadInput",
-    raises=UnicodeEncodeError,
-    strict=True,
-)
 def test_from_dict_lone_surrogate_is_bad_input():
     with pytest.raises(BadInput):
         Job.from_dict(_wire(files={"pkg/mod.py": "s = '\ud800'\n"}), LIMITS)
 
 
-@pytest.mark.xfail(
-    reason="BUG: check_syntax catches only SyntaxError/ValueError; deeply nested source (100 kB of "
-    "unary minus) makes ast.parse raise MemoryError on Python 3.11, which escapes from_dict/build_bundle",
-    raises=(MemoryError, RecursionError),
-    strict=True,
-)
 def test_from_dict_too_deeply_nested_source_is_bad_input():
     with pytest.raises(BadInput):
         Job.from_dict(_wire(files={"pkg/mod.py": "x = " + "-" * 100000 + "1\n"}), LIMITS)

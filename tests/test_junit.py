@@ -81,13 +81,6 @@ def test_nameless_failing_case_is_a_collection_error(tmp_path):
     assert parse_junit(path) == {COLLECTION: Outcome("collection-error", "collection failure\nE  SyntaxError")}
 
 
-@pytest.mark.xfail(
-    reason="BUG: pytest writes a module collection error as classname=\"\" name=\"tests.test_generated\"; "
-    "_unit_of returns the name for an empty classname, so it is reported as unit "
-    "'tests.test_generated' with status 'error' instead of '<collection>' / 'collection-error'",
-    raises=AssertionError,
-    strict=True,
-)
 def test_pytest_style_collection_error_is_reported_under_collection(tmp_path):
     path = _xml(tmp_path, _case(MOD, '<error message="collection failure">SyntaxError</error>', classname=""))
     assert parse_junit(path) == {COLLECTION: Outcome("collection-error", "collection failure\nSyntaxError")}
@@ -166,9 +159,6 @@ def test_real_pytest_junit(tmp_path):
     assert out["test_param"].status == "failed" and "assert 2 != 2" in out["test_param"].message
 
 
-@pytest.mark.xfail(reason="BUG: real pytest collection error lands under 'tests.test_generated', not "
-                   "'<collection>' (see test_pytest_style_collection_error_is_reported_under_collection)",
-                   raises=AssertionError, strict=True)
 def test_real_pytest_collection_error(tmp_path):
     out = parse_junit(_run_pytest(tmp_path, "def test_x(:\n    pass\n"))
     assert list(out) == [COLLECTION]
