@@ -136,7 +136,7 @@ def wait_ready(settings: Settings, agents: int, say) -> None:
         if _pid(settings) is None:
             raise FleetError(f"the local fleet exited while starting; see {run_dir(settings) / 'fleet.log'}")
         time.sleep(1.0)
-    raise FleetUnreachable(f"the fleet did not come up within {settings['fleet_up']['start_timeout']}s; "
+    raise FleetUnreachable(f"the fleet did not come up within {settings['local']['start_timeout']}s; "
                            f"see {run_dir(settings) / 'fleet.log'}")
 
 
