@@ -85,15 +85,17 @@ def _function_segments(node: ast.AST, owner: str | None) -> list[Segment]:
 
 
 def _imported_names(tree: ast.Module) -> dict[str, str]:
-    """Names the target imports at top level → the import statement that binds them."""
+    """Names the target imports anywhere (top level first, then inside functions) → the import
+    statement that binds them."""
     names: dict[str, str] = {}
-    for node in tree.body:
+    nested = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and n not in tree.body]
+    for node in [*tree.body, *nested]:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             text = ast.unparse(node)
             for alias in node.names:
                 bound = alias.asname or alias.name.split(".")[0]
-                if bound != "*":
-                    names[bound] = text
+                if bound != "*" and bound not in names:
+                    names[bound] = ast.unparse(type(node)(**{**node.__dict__, "names": [alias]}))
     return names
 
 
@@ -106,6 +108,14 @@ def _defined_names(tree: ast.Module) -> set[str]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
     return names
+
+
+def defined_names(source: str) -> set[str]:
+    """Top-level names a module defines (functions, classes, assignments); empty if it does not parse."""
+    try:
+        return _defined_names(ast.parse(source))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return set()
 
 
 def analyse(source: str, module: str) -> Analysis:

@@ -73,6 +73,9 @@ def summary(report: dict[str, Any], written: Path | None) -> str:
         f"tokens {report['tokens']['in']} in / {report['tokens']['out']} out",
         f"rejected: {report['rejected_by_reason'] or 'none'}",
     ]
+    mutation = report.get("mutation")
+    if mutation and mutation.get("tested"):
+        lines.append(f"mutation score: {mutation['killed']}/{mutation['tested']} mutants killed")
     if report.get("cached"):
         lines.append("answered from the result store (identical job ran before)")
     if written:

@@ -66,6 +66,7 @@ class Limits:
     max_processes: int = 256
     output_cap: int = 65536
     network: str = "auto"
+    python: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Limits":
@@ -148,7 +149,7 @@ def network_mode(setting: str) -> str:
     return "guard"
 
 
-def _set_limits(limits: Limits) -> None:
+def set_limits(limits: Limits) -> None:
     """Runs in the child before exec: resource limits (NPROC is not enforced for root)."""
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
@@ -192,11 +193,12 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _prepare(self, test_source: str) -> Path:
+    def _prepare(self, test_source: str, target_text: str | None) -> Path:
         self._runs += 1
         run_dir = self.root / f"run{self._runs}"
         src = run_dir / "src"
-        for rel, text in self.files.items():
+        files = self.files if target_text is None else {**self.files, self.target_path: target_text}
+        for rel, text in files.items():
             dest = src / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(text, encoding="utf-8")
@@ -213,7 +215,7 @@ class Sandbox:
         target = run_dir / "src" / self.target_path
         nodes = [f"{TEST_FILE}::{name}" for name in select] if select else [TEST_FILE]
         cmd = [
-            sys.executable, "-m", "coverage", "run", f"--rcfile={run_dir / '.coveragerc'}", f"--include={target}",
+            self.limits.python or sys.executable, "-m", "coverage", "run", f"--rcfile={run_dir / '.coveragerc'}", f"--include={target}",
             "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
             f"--timeout={max(5, int(self.limits.timeout // 2))}", f"--junitxml={run_dir / 'junit.xml'}",
             f"--rootdir={run_dir}", "-o", "console_output_style=classic", *nodes,
@@ -232,9 +234,10 @@ class Sandbox:
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         }
 
-    def run(self, test_source: str, select: list[str] | None = None) -> RunResult:
-        """Run ``test_source`` (only the ``select`` test names when given) once, under limits."""
-        run_dir = self._prepare(test_source)
+    def run(self, test_source: str, select: list[str] | None = None, *, target_text: str | None = None) -> RunResult:
+        """Run ``test_source`` (only the ``select`` test names when given) once, under limits;
+        ``target_text`` replaces the target's source for this run (mutation testing)."""
+        run_dir = self._prepare(test_source, target_text)
         out_path = run_dir / "output.txt"
         started = time.monotonic()
         timed_out = False
@@ -242,7 +245,7 @@ class Sandbox:
             proc = subprocess.Popen(
                 self._command(run_dir, select), cwd=run_dir, env=self._env(run_dir), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=functools.partial(_set_limits, self.limits),
+                preexec_fn=functools.partial(set_limits, self.limits),
             )
             try:
                 proc.wait(timeout=self.limits.timeout)

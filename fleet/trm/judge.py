@@ -93,9 +93,10 @@ def covered(run: RunResult, base: Measure) -> Measure:
 class Judge:
     """Runs batches of candidates in one sandbox against one suite."""
 
-    def __init__(self, sandbox: Sandbox, ctx: Context, base: Measure, *, reruns: int, max_error_chars: int) -> None:
+    def __init__(self, sandbox: Sandbox, ctx: Context, base: Measure, *, reruns: int, max_error_chars: int,
+                 per_test: bool = True) -> None:
         self.sandbox, self.ctx, self.base = sandbox, ctx, base
-        self.reruns, self.max_error_chars = reruns, max_error_chars
+        self.reruns, self.max_error_chars, self.per_test = reruns, max_error_chars, per_test
 
     def _first_run(self, suite: Suite, units: list[Unit], verdict: Verdict) -> RunResult:
         module = suite.render(units, self.ctx)
@@ -147,6 +148,15 @@ class Judge:
                 verdict.rejected.append(Rejection(unit.name, "no-new-coverage", "covers nothing the kept tests miss"))
         return accepted
 
+    def _whole(self, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:
+        """Acceptance switched off (ablation): a reply is kept or dropped as a whole."""
+        failed = [u for u in candidates if not run.outcomes.get(u.name, Outcome("error")).passed]
+        if not failed:
+            return list(candidates)
+        detail = f"{failed[0].name} failed in the same reply"
+        verdict.rejected += [Rejection(u.name, "batch-failed", detail) for u in candidates]
+        return []
+
     def _stabilise(self, suite: Suite, accepted: list[Unit], verdict: Verdict) -> RunResult | None:
         """Rerun kept + accepted until one set passes ``reruns`` times in a row; return its last run."""
         while True:
@@ -184,7 +194,7 @@ class Judge:
         if not run.collected:
             self._reject_all(candidates, run, verdict)
             return verdict
-        accepted = self._select(suite, candidates, run, verdict)
+        accepted = self._select(suite, candidates, run, verdict) if self.per_test else self._whole(candidates, run, verdict)
         final = self._stabilise(suite, accepted, verdict) if accepted else None
         suite.units.extend(accepted)
         verdict.accepted = accepted

@@ -19,12 +19,13 @@ from typing import Any, Callable
 from fleet.analysis import Analysis, Segment, analyse
 from fleet.jobs import Job
 from fleet.llm.base import Backend, Sampling
+from fleet.mutation import mutation_score
 from fleet.sandbox import Limits, Measure, Sandbox
 from fleet.trm import prompts
 from fleet.trm.judge import Judge, Verdict
 from fleet.trm.parse import Rejection, parse_reply
 from fleet.trm.quality import FORMULA, quality
-from fleet.trm.repair import Context
+from fleet.trm.repair import Context, bundle_index
 from fleet.trm.suite import Suite
 
 Progress = Callable[[dict[str, Any]], None]
@@ -45,6 +46,10 @@ class EngineSettings:
     reruns: int = 5
     max_source_chars: int = 12000
     max_error_chars: int = 600
+    mutation_max_mutants: int = 30
+    mutation_budget: float = 90.0
+    # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback, segmenting.
+    ablate: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> "EngineSettings":
@@ -86,9 +91,10 @@ class _Run:
         self.progress, self.examples = progress, examples
         self.source = job.target_source
         self.analysis: Analysis = analyse(self.source, job.module)
-        self.ctx = Context(job.module, self.analysis, _bundled_packages(job))
+        self.ctx = Context(job.module, self.analysis, _bundled_packages(job), bundle_index(job.files, job.target_path))
         self.base: Measure = sandbox.measure_base()
-        self.judge = Judge(sandbox, self.ctx, self.base, reruns=self.cfg.reruns, max_error_chars=self.cfg.max_error_chars)
+        self.judge = Judge(sandbox, self.ctx, self.base, reruns=self.cfg.reruns, max_error_chars=self.cfg.max_error_chars,
+                           per_test="acceptance" not in self.cfg.ablate)
         self.suite = Suite()
         self.measure = self.base
         self.quality = 0.0
@@ -102,9 +108,16 @@ class _Run:
 
     # -- focus -------------------------------------------------------------------------------
     def _focus(self, iteration: int) -> prompts.Focus:
+        focus = self._segment_focus(iteration)
+        ablate = self.cfg.ablate
+        return replace(focus, missing_lines=[] if "coverage-feedback" in ablate else focus.missing_lines,
+                       errors=[] if "error-feedback" in ablate else focus.errors)
+
+    def _segment_focus(self, iteration: int) -> prompts.Focus:
         missing = set(self.measure.missing_lines)
         missing_arcs = {a for a, _ in self.measure.missing_branches}
-        if iteration == 1 and self.analysis.lines <= WHOLE_MODULE_LINES:
+        whole = iteration == 1 and self.analysis.lines <= WHOLE_MODULE_LINES
+        if whole or "segmenting" in self.cfg.ablate:
             return prompts.Focus(None, errors=self.errors, examples=self.examples)
         best: tuple[float, Segment] | None = None
         for seg in self.analysis.segments:
@@ -164,6 +177,7 @@ class _Run:
             "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
             "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
             "sandbox_runs": verdict.runs, "seconds": round(time.monotonic() - started, 3),
+            "reply": code,
         }
 
     # -- stopping ----------------------------------------------------------------------------
@@ -172,7 +186,8 @@ class _Run:
         if self.quality >= cfg.convergence_threshold:
             return "converged"
         recent = [h["improvement"] for h in self.history[-cfg.patience :]]
-        if len(recent) == cfg.patience and all(i < cfg.quality_threshold for i in recent):
+        stalled = len(recent) == cfg.patience and all(i < cfg.quality_threshold for i in recent)
+        if stalled and self.quality > 0:
             return "plateau"
         if cfg.max_tokens and self.tokens_in + self.tokens_out >= cfg.max_tokens:
             return "token-budget"
@@ -187,7 +202,8 @@ class _Run:
         reason = "max-iterations"
         for iteration in range(1, self.cfg.max_iterations + 1):
             self.history.append(self._iterate(iteration))
-            self.progress({"iteration": iteration, "of": self.cfg.max_iterations, **self.history[-1]})
+            step = {k: v for k, v in self.history[-1].items() if k != "reply"}
+            self.progress({**step, "of": self.cfg.max_iterations})
             stop = self._stop_reason()
             if stop:
                 reason = stop
@@ -210,8 +226,17 @@ class _Run:
         )
         return module, passed
 
+    def _mutation(self, module: str) -> dict[str, Any] | None:
+        if not module or self.cfg.mutation_max_mutants <= 0:
+            return None
+        result = mutation_score(self.sandbox, module, self.source, max_mutants=self.cfg.mutation_max_mutants,
+                                budget_seconds=self.cfg.mutation_budget)
+        self.trace.append(f"mutation: {result.killed}/{result.tested} killed ({result.generated} possible)")
+        return result.as_dict()
+
     def _report(self, baseline: Measure, reason: str) -> dict[str, Any]:
         module, passed = self._final_check()
+        mutation = self._mutation(module)
         header = f'"""Tests for {self.job.module}, generated by the test-generation fleet and verified: ' \
                  f'each test passed {self.cfg.reruns}/{self.cfg.reruns} runs."""\n'
         return {
@@ -230,6 +255,7 @@ class _Run:
             "coverage_after": self.measure.as_dict(),
             "quality": self.quality,
             "quality_formula": FORMULA,
+            "mutation": mutation,
             "iterations": self.history,
             "converged": reason in ("converged", "fully-covered"),
             "stop_reason": reason,

