@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-SANDBOX_TOOLS = ["pytest>=8.3", "pytest-timeout>=2.3", "coverage>=7.6"]
+SANDBOX_TOOLS = ["pytest>=8.3", "pytest-timeout>=2.3", "pytest-cov>=5.0", "coverage>=7.6"]
 
 
 def env_for(requirement: str, root: Path) -> Path:
@@ -15,9 +16,10 @@ def env_for(requirement: str, root: Path) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", requirement)
     env = root / name
     python = env / "bin" / "python"
-    stamp = env / ".ready"
+    stamp = env / f".ready-{hashlib.sha256(' '.join(SANDBOX_TOOLS).encode()).hexdigest()[:12]}"
     if not stamp.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", requirement, *SANDBOX_TOOLS], check=True)
         stamp.touch()
     return python

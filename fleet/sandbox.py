@@ -5,8 +5,9 @@ in a child process with a scrubbed environment, wall-clock timeout, RLIMIT_CPU /
 NPROC, its own session (the whole process group is killed on timeout), output capped, and the
 network cut: a network namespace (``unshare -n``) where the OS allows, else a socket guard that
 ``sitecustomize`` installs before any test is imported. Coverage is coverage.py line + branch,
-of the target file only, with one dynamic context per test function, so each test's own lines
-and branch arcs can be read back. The coverage data file is read here without running any code.
+of the target file only (pytest-cov), with one context per test and phase (``nodeid|setup``,
+``|run``, ``|teardown``), so each test's own lines and branch arcs, fixtures included, can be
+read back. The coverage data file is read here without running any code.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ _s.create_connection = _blocked
 _RCFILE = """\
 [run]
 branch = True
-dynamic_context = test_function
 data_file = {data}
+include = {target}
 """
 
 
@@ -204,7 +205,8 @@ class Sandbox:
             dest.write_text(text, encoding="utf-8")
         (run_dir / "tests").mkdir(parents=True)
         (run_dir / TEST_FILE).write_text(test_source, encoding="utf-8")
-        (run_dir / ".coveragerc").write_text(_RCFILE.format(data=run_dir / ".coverage"))
+        rc = _RCFILE.format(data=run_dir / ".coverage", target=run_dir / "src" / self.target_path)
+        (run_dir / ".coveragerc").write_text(rc)
         site = run_dir / "site"
         site.mkdir()
         if self.network == "guard":
@@ -212,11 +214,11 @@ class Sandbox:
         return run_dir
 
     def _command(self, run_dir: Path, select: list[str] | None) -> list[str]:
-        target = run_dir / "src" / self.target_path
         nodes = [f"{TEST_FILE}::{name}" for name in select] if select else [TEST_FILE]
         cmd = [
-            self.limits.python or sys.executable, "-m", "coverage", "run", f"--rcfile={run_dir / '.coveragerc'}", f"--include={target}",
-            "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+            self.limits.python or sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+            "-p", "pytest_cov", "--cov", f"--cov-config={run_dir / '.coveragerc'}", "--cov-branch",
+            "--cov-context=test", "--cov-report=",
             f"--timeout={max(5, int(self.limits.timeout // 2))}", f"--junitxml={run_dir / 'junit.xml'}",
             f"--rootdir={run_dir}", "-o", "console_output_style=classic", *nodes,
         ]

@@ -84,18 +84,18 @@ def test_per_test_coverage_contexts(make_sandbox):
     result = make_sandbox().run(TESTS)
     lines, arcs = result.lines_by_context, result.arcs_by_context
     assert lines[""] == {1}  # import time: the def line only
-    assert lines["test_generated.test_pos"] == {2, 3}
-    assert lines["test_generated.test_neg"] == {2, 4}
-    assert lines["test_generated.TestGroup.test_in_class"] == {2, 3}
-    assert (2, 3) in arcs["test_generated.test_pos"] and (2, 4) not in arcs["test_generated.test_pos"]
-    assert (2, 4) in arcs["test_generated.test_neg"] and (2, 3) not in arcs["test_generated.test_neg"]
+    assert lines["tests/test_generated.py::test_pos|run"] == {2, 3}
+    assert lines["tests/test_generated.py::test_neg|run"] == {2, 4}
+    assert lines["tests/test_generated.py::TestGroup::test_in_class|run"] == {2, 3}
+    assert (2, 3) in arcs["tests/test_generated.py::test_pos|run"] and (2, 4) not in arcs["tests/test_generated.py::test_pos|run"]
+    assert (2, 4) in arcs["tests/test_generated.py::test_neg|run"] and (2, 3) not in arcs["tests/test_generated.py::test_neg|run"]
     assert all(a > 0 for ctx in arcs.values() for a, _ in ctx)  # entry arcs (-1, n) are dropped
 
 
 def test_select_runs_only_named_tests(make_sandbox):
     result = make_sandbox().run(TESTS, select=["test_neg", "TestGroup"])
     assert set(result.outcomes) == {"test_neg", "TestGroup"}
-    assert "test_generated.test_pos" not in result.lines_by_context
+    assert "tests/test_generated.py::test_pos|run" not in result.lines_by_context
     assert result.returncode == 0
 
 
@@ -276,6 +276,6 @@ def test_context_manager_closes_and_runs_leave_no_run_dirs(monkeypatch):
     with Sandbox({"pkg/__init__.py": "", "pkg/m.py": TARGET}, "pkg/m.py") as sb:
         result = sb.run("from pkg.m import f\n\ndef test_ok():\n    assert f(1) == 1\n")
         assert result.outcomes["test_ok"].passed
-        assert result.lines_by_context["test_generated.test_ok"] == {2, 3}
+        assert result.lines_by_context["tests/test_generated.py::test_ok|run"] == {2, 3}
         assert not list(sb.root.glob("run*"))
     assert not sb.root.exists()

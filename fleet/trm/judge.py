@@ -64,11 +64,13 @@ def trim_error(message: str, limit: int) -> str:
 
 
 def _unit_of_context(context: str) -> str | None:
-    parts = context.split(".")
-    if "test_generated" not in parts:
+    """pytest-cov's ``tests/test_generated.py::TestX::test_y[1]|setup`` → ``TestX`` (the unit);
+    setup and teardown phases count for their test, so fixture work is credited correctly."""
+    nodeid = context.rsplit("|", 1)[0]
+    parts = nodeid.split("::")
+    if len(parts) < 2 or not parts[0].endswith("test_generated.py"):
         return None
-    rest = parts[parts.index("test_generated") + 1 :]
-    return rest[0] if rest else None
+    return parts[1].split("[", 1)[0]
 
 
 def _coverage_by_unit(run: RunResult) -> dict[str, tuple[set[int], set[tuple[int, int]]]]:
@@ -157,33 +159,52 @@ class Judge:
         verdict.rejected += [Rejection(u.name, "batch-failed", detail) for u in candidates]
         return []
 
+    def _rerun(self, suite: Suite, units: list[Unit], verdict: Verdict) -> tuple[str, dict[str, Outcome], RunResult | None]:
+        """Run ``units`` together ``reruns`` times; the module, the first failure of each failing
+        unit, and the last run."""
+        module = suite.render(units, self.ctx)
+        failing: dict[str, Outcome] = {}
+        last = None
+        for _ in range(self.reruns):
+            last = self.sandbox.run(module)
+            verdict.runs += 1
+            for unit in units:
+                outcome = last.outcomes.get(unit.name, Outcome("error", "the test did not run"))
+                if not outcome.passed:
+                    failing.setdefault(unit.name, outcome)
+        return module, failing, last
+
     def _stabilise(self, suite: Suite, accepted: list[Unit], verdict: Verdict) -> RunResult | None:
-        """Rerun kept + accepted until one set passes ``reruns`` times in a row; return its last run."""
+        """Rerun kept + accepted until one set passes ``reruns`` times in a row; return its last run.
+
+        A new test that fails a rerun is rejected as flaky. If only earlier-kept tests fail, the new
+        tests broke them: all new tests are rejected as breaking others. Earlier-kept tests that
+        still fail with no new test beside them are dropped as flaky (recorded)."""
         while True:
             units = suite.units + accepted
             if not units:
                 return None
-            module = suite.render(units, self.ctx)
-            failing: dict[str, Outcome] = {}
-            last = None
-            for _ in range(self.reruns):
-                last = self.sandbox.run(module)
-                verdict.runs += 1
-                failing.update({u.name: last.outcomes.get(u.name, Outcome("error", "did not run")) for u in units
-                                if not last.outcomes.get(u.name, Outcome("error")).passed})
+            module, failing, last = self._rerun(suite, units, verdict)
             if not failing:
                 verdict.module = module
                 return last
-            old_broken = [n for n in failing if n in suite.names]
-            for unit in list(accepted):
-                if old_broken or unit.name in failing:
-                    reason = "breaks-others" if old_broken and unit.name not in failing else "flaky"
-                    detail = trim_error(failing.get(unit.name, Outcome("error", f"{old_broken[0]} fails beside it")).message,
-                                        self.max_error_chars)
-                    verdict.rejected.append(Rejection(unit.name, reason, detail))
-                    accepted.remove(unit)
-            if old_broken and not accepted:
-                suite.units = [u for u in suite.units if u.name not in failing]
+            new_failing = [u for u in accepted if u.name in failing]
+            old_failing = [u for u in suite.units if u.name in failing]
+            if new_failing:
+                drop, reason = new_failing, "flaky"
+            elif accepted:
+                drop, reason = list(accepted), "breaks-others"
+            else:
+                drop, reason = old_failing, "flaky"
+            for unit in drop:
+                cause = failing.get(unit.name) or failing[old_failing[0].name]
+                detail = trim_error(cause.message, self.max_error_chars)
+                if reason == "breaks-others":
+                    detail = f"{old_failing[0].name} fails beside it: {detail}"
+                verdict.rejected.append(Rejection(unit.name, reason, detail))
+            dropped = {u.name for u in drop}
+            accepted[:] = [u for u in accepted if u.name not in dropped]
+            suite.units = [u for u in suite.units if u.name not in dropped]
 
     def judge(self, suite: Suite, candidates: list[Unit]) -> Verdict:
         """Judge ``candidates`` against ``suite``; accepted ones are appended to ``suite.units``."""

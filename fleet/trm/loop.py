@@ -91,7 +91,8 @@ class _Run:
         self.progress, self.examples = progress, examples
         self.source = job.target_source
         self.analysis: Analysis = analyse(self.source, job.module)
-        self.ctx = Context(job.module, self.analysis, _bundled_packages(job), bundle_index(job.files, job.target_path))
+        self.ctx = Context(job.module, self.analysis, _bundled_packages(job), bundle_index(job.files, job.target_path),
+                           is_package=job.target_path.endswith("__init__.py"))
         self.base: Measure = sandbox.measure_base()
         self.judge = Judge(sandbox, self.ctx, self.base, reruns=self.cfg.reruns, max_error_chars=self.cfg.max_error_chars,
                            per_test="acceptance" not in self.cfg.ablate)
@@ -199,6 +200,7 @@ class _Run:
 
     def execute(self) -> dict[str, Any]:
         baseline = self._baseline()
+        self.measure = baseline
         reason = "max-iterations"
         for iteration in range(1, self.cfg.max_iterations + 1):
             self.history.append(self._iterate(iteration))

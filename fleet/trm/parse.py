@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
-_LINENO = re.compile(r"^\s*\d+\s*[:|]\s?")
+_LINENO = re.compile(r"^ {0,3}(\d+)\s*[:|] ?")
 _CONTINUATION = ("else", "elif", "except", "finally", ")", "]", "}", "case")
 
 
@@ -49,17 +49,25 @@ class Parsed:
 
 
 def extract_code(text: str) -> str:
-    """The code of a reply: fenced blocks joined, else the whole text (a prefilled fence)."""
+    """The code of a reply. Text before the first fence that looks like code is a reply whose
+    opening fence was prefilled (what follows its closing fence is prose); otherwise the fenced
+    blocks joined; otherwise the whole text."""
+    head = text.split("```")[0]
+    if re.search(r"^(?:def |class |import |from |@)", head, re.M):
+        return strip_line_numbers(head)
     blocks = _FENCE.findall(text)
-    code = "\n\n".join(blocks) if blocks else text.split("```")[0]
-    return strip_line_numbers(code)
+    return strip_line_numbers("\n\n".join(blocks) if blocks else head)
 
 
 def strip_line_numbers(code: str) -> str:
-    """Remove ``12: `` style prefixes when most non-blank lines carry them."""
+    """Remove ``12: `` prefixes copied from a numbered listing: only when at least 60% of the
+    non-blank lines start (indented at most 3 spaces, as right-aligned numbers are) with a number
+    and those numbers strictly increase (an indented int-keyed table is left alone)."""
     lines = code.splitlines()
     filled = [ln for ln in lines if ln.strip()]
-    if filled and sum(bool(_LINENO.match(ln)) for ln in filled) >= 0.6 * len(filled):
+    numbers = [int(m.group(1)) for m in (_LINENO.match(ln) for ln in filled) if m]
+    increasing = all(a < b for a, b in zip(numbers, numbers[1:]))
+    if filled and increasing and len(numbers) >= 0.6 * len(filled):
         lines = [_LINENO.sub("", ln, count=1) for ln in lines]
     return "\n".join(lines)
 

@@ -59,6 +59,7 @@ class Context:
     analysis: Analysis
     bundled: frozenset[str]
     elsewhere: dict[str, str] = field(default_factory=dict)
+    is_package: bool = False
 
     @property
     def package(self) -> str:
@@ -121,7 +122,8 @@ def _absolute(statement: str, ctx: Context) -> str:
     """Rewrite a relative ``from .x import y`` of the target into an absolute import."""
     node = ast.parse(statement).body[0]
     if isinstance(node, ast.ImportFrom) and node.level:
-        base = ctx.module.split(".")[: -node.level] if node.level <= ctx.module.count(".") else []
+        package = ctx.module.split(".") if ctx.is_package else ctx.module.split(".")[:-1]
+        base = package[: len(package) - (node.level - 1)] if node.level - 1 <= len(package) else []
         node.module = ".".join(base + ([node.module] if node.module else [])) or None
         node.level = 0
         if node.module is None:

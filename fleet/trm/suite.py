@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fleet.trm.parse import Parsed, Unit
+import ast
+
+from fleet.trm.parse import Parsed, Unit, used_names
 from fleet.trm.repair import Context, repair_imports
 
 
@@ -38,10 +40,20 @@ class Suite:
             out.append(unit)
         return out
 
+    def _closure(self, units: list[Unit]) -> set[str]:
+        """Support names the units need, directly or through other support code."""
+        needed = set().union(*(u.needs for u in units)) if units else set()
+        frontier = set(needed)
+        while frontier:
+            name = frontier.pop()
+            uses = used_names(ast.parse(self.support[name])) & self.support.keys()
+            frontier |= uses - needed
+            needed |= uses
+        return needed
+
     def render(self, units: list[Unit], ctx: Context, *, model_imports: bool = True) -> str:
         """A complete test module of ``units`` with repaired imports and the support they need."""
-        needed = set().union(*(u.needs for u in units)) if units else set()
-        support = list(dict.fromkeys(self.support[n] for n in self.support if n in needed))
+        support = list(dict.fromkeys(self.support[n] for n in self.support if n in self._closure(units)))
         body = "\n\n\n".join(support + [u.source for u in units])
         imports = repair_imports(self.imports if model_imports else [], body, ctx)
         return "\n".join(imports) + "\n\n\n" + body + "\n"
