@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import re
 import resource
 import shutil
@@ -68,6 +69,7 @@ class Limits:
     output_cap: int = 65536
     network: str = "auto"
     python: str = ""
+    user: str = "nobody"
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Limits":
@@ -127,16 +129,39 @@ class Measure:
         }
 
 
+UNSHARE = ["unshare", "--net", "--pid", "--fork", "--kill-child"]
+
+
 @functools.lru_cache(maxsize=1)
 def namespace_available() -> bool:
-    """True when ``unshare -n`` can create a network namespace here (root or user namespaces)."""
+    """True when ``unshare`` can make network + PID namespaces here (root or user namespaces).
+    In a PID namespace every process of the run dies with it, even one that left the session."""
     if shutil.which("unshare") is None:
         return False
     try:
-        done = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+        done = subprocess.run([*UNSHARE, "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+@functools.lru_cache(maxsize=4)
+def privilege_drop(user: str, python: str) -> tuple[int, int] | None:
+    """(uid, gid) of ``user`` when running as root and that user can run ``python`` here, else None.
+    Dropping root makes RLIMIT_NPROC apply and keeps the tests out of root-only files."""
+    if os.geteuid() != 0 or not user or shutil.which("setpriv") is None:
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+        probe = subprocess.run([*_setpriv(entry.pw_uid, entry.pw_gid), python, "-c", "import pytest, coverage"],
+                               capture_output=True, timeout=30, cwd="/")
+    except (KeyError, OSError, subprocess.TimeoutExpired):
+        return None
+    return (entry.pw_uid, entry.pw_gid) if probe.returncode == 0 else None
+
+
+def _setpriv(uid: int, gid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 
 def network_mode(setting: str) -> str:
@@ -170,18 +195,23 @@ class Sandbox:
     def __post_init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="fleet-sandbox-"))
         self.network = network_mode(self.limits.network)
+        self.python = self.limits.python or sys.executable
+        self.ids = privilege_drop(self.limits.user, self.python)
+        if self.ids:
+            os.chown(self.root, *self.ids)
         self._runs = 0
 
     def facts(self) -> dict[str, Any]:
         """What confines the generated code, for the report."""
         return {
-            "network": "network namespace (unshare -n)" if self.network == "namespace" else "socket guard",
+            "network": "network + PID namespace (unshare)" if self.network == "namespace" else "socket guard",
+            "user": f"{self.limits.user} (uid {self.ids[0]})" if self.ids else f"uid {os.geteuid()} (no privilege drop)",
             "timeout_s": self.limits.timeout,
             "cpu_s": self.limits.cpu_seconds,
             "memory_bytes": self.limits.memory_bytes,
             "file_bytes": self.limits.file_bytes,
             "max_processes": self.limits.max_processes,
-            "nproc_enforced": os.geteuid() != 0,
+            "nproc_enforced": os.geteuid() != 0 or self.ids is not None,
             "env": "scrubbed (PATH, HOME, PYTHONPATH only)",
         }
 
@@ -211,18 +241,22 @@ class Sandbox:
         site.mkdir()
         if self.network == "guard":
             (site / "sitecustomize.py").write_text(_GUARD)
+        if self.ids:  # the tests may write only their run directory; the sources stay read-only
+            os.chown(run_dir, *self.ids)
         return run_dir
 
     def _command(self, run_dir: Path, select: list[str] | None) -> list[str]:
         nodes = [f"{TEST_FILE}::{name}" for name in select] if select else [TEST_FILE]
         cmd = [
-            self.limits.python or sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+            self.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
             "-p", "pytest_cov", "--cov", f"--cov-config={run_dir / '.coveragerc'}", "--cov-branch",
             "--cov-context=test", "--cov-report=",
             f"--timeout={max(5, int(self.limits.timeout // 2))}", f"--junitxml={run_dir / 'junit.xml'}",
             f"--rootdir={run_dir}", "-o", "console_output_style=classic", *nodes,
         ]
-        return (["unshare", "-n"] + cmd) if self.network == "namespace" else cmd
+        if self.ids:
+            cmd = _setpriv(*self.ids) + cmd
+        return (UNSHARE + cmd) if self.network == "namespace" else cmd
 
     def _env(self, run_dir: Path) -> dict[str, str]:
         return {
