@@ -65,3 +65,29 @@ def test_submit_runs_the_real_chain(agent_process, tmp_path):
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert f"{report['tests_kept']} passed" in rerun.stdout
     print(f"e2e wall time {time.monotonic() - started:.1f}s, {report['tests_kept']} tests kept")
+
+
+def test_real_model_refines_over_two_iterations_and_reuses_the_kv_prefix():
+    """The engine in-process with the real model, forced to two iterations: the second prompt
+    shares the job's stable prefix, so llama.cpp serves it from the KV cache."""
+    from fleet.jobs import Job, Options
+    from fleet.llm.base import Sampling
+    from fleet.llm.local import LocalBackend
+    from fleet.sandbox import Limits
+    from fleet.trm.loop import Engine, EngineSettings
+
+    settings = config.load()
+    backend = LocalBackend(resolve(settings), n_ctx=4096)
+    source = EXAMPLE.read_text()
+    job = Job(module="shapes.intervals", target_path="shapes/intervals.py",
+              files={"shapes/__init__.py": "", "shapes/intervals.py": source}, options=Options(max_iterations=2))
+    engine = Engine(backend, sampling=Sampling.from_settings(settings),
+                    settings=EngineSettings(convergence_threshold=1.01, mutation_max_mutants=0), limits=Limits())
+    report = engine.run(job)
+    first, second = report["iterations"]
+    assert report["stop_reason"] == "max-iterations"
+    assert second["cached_tokens"] > 0.5 * first["tokens_in"]
+    assert second["prompt_seconds"] < first["prompt_seconds"]
+    assert second["quality"] >= first["quality"]
+    print(f"prompt eval: cold {first['prompt_seconds']:.2f}s for {first['tokens_in']} tokens, "
+          f"warm {second['prompt_seconds']:.2f}s with {second['cached_tokens']} cached")

@@ -1,9 +1,10 @@
 """Prompts for a small model: stable prefix first (KV-cache reuse), one focused segment after.
 
 Layout of every prompt of a job (identical up to the "Task" line, so llama.cpp reuses it):
-    system text · target module source (cut to a character budget) · task for one segment,
-    the segment's uncovered lines, the errors of the previous attempt, an exemplar test when one
-    is given, and the rules. The reply is prefilled with a code fence and the target's import.
+    system text · target module source (cut to a character budget) · the rules ·
+    then what changes: an exemplar test when one is given, the task for one segment, the
+    segment's uncovered lines, and the errors of the previous attempt. The reply is prefilled
+    with a code fence and the target's import.
 """
 
 from __future__ import annotations
@@ -43,35 +44,36 @@ def prefill(module: str) -> str:
     return f"```python\nimport pytest\nfrom {module} import "
 
 
-def _task(analysis: Analysis, focus: Focus, source: str) -> list[str]:
+def _task(analysis: Analysis, focus: Focus, source: str, limit: int) -> list[str]:
+    """The task line; the segment's own source too when the module text was cut before it."""
     seg = focus.segment
     if seg is None:
         names = ", ".join(f"`{n}`" for n in analysis.public[:20]) or "the module"
         return [f"Task: write pytest tests for {names}."]
     lines = [f"Task: write pytest tests for `{seg.name}`: `{seg.signature}`."]
     body = source.splitlines()[seg.start - 1 : seg.end]
-    if len("\n".join(body)) < 4000 and seg.start > 1 and source_block(source, 10**9) != source:
+    shown = len(source_block(source, limit).splitlines())
+    if seg.end > shown and len("\n".join(body)) < 4000:
         lines += ["```python", *body, "```"]
     return lines
 
 
 def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_source_chars: int) -> list[Message]:
     """The chat messages for one attempt (see the module docstring for the layout)."""
-    parts = [f"Module `{module}`:", "```python", source_block(source, max_source_chars), "```", ""]
-    parts += _task(analysis, focus, source)
+    names = ", ".join(analysis.public[:12])
+    parts = [f"Module `{module}`:", "```python", source_block(source, max_source_chars), "```", "",
+             "Rules:",
+             f"- Import the code under test from `{module}` (e.g. `from {module} import {names}`); never copy or redefine it.",
+             "- Write 3 to 6 small test functions named test_<something>, each with assert statements or pytest.raises.",
+             "- Work out each expected value by reading the code carefully; use only pytest and the standard library.",
+             ""]
+    for example in focus.examples[:2]:
+        parts += ["An example of a good test from a similar module:", "```python", example, "```"]
+    parts += _task(analysis, focus, source, max_source_chars)
     if focus.missing_lines:
         parts += ["These lines are not covered by any test yet; write tests that execute them:"]
         parts += [f"    {line.strip()}" for line in focus.missing_lines[:25]]
     if focus.errors:
         parts += ["Earlier tests failed like this; do not repeat these mistakes:"]
         parts += [f"- {err}" for err in focus.errors[:6]]
-    for example in focus.examples[:2]:
-        parts += ["An example of a good test from a similar module:", "```python", example, "```"]
-    names = ", ".join(analysis.public[:12])
-    parts += [
-        "Rules:",
-        f"- Import the code under test from `{module}` (e.g. `from {module} import {names}`); never copy or redefine it.",
-        "- Write 3 to 6 small test functions named test_<something>, each with assert statements or pytest.raises.",
-        "- Work out each expected value by reading the code carefully; use only pytest and the standard library.",
-    ]
     return [Message("system", SYSTEM), Message("user", "\n".join(parts))]
