@@ -1,8 +1,8 @@
 """The refinement loop (TRM): generate → run → measure → feed back → regenerate.
 
 Each iteration asks the model for tests of one focus (the whole public API first for small
-modules, then the segment with the most uncovered lines and branches, segments that yielded
-nothing being tried later), judges the reply test by test (:mod:`fleet.trm.judge`), and scores
+modules, then up to three segments with the most uncovered lines and branches, segments that
+yielded nothing being tried later), judges the reply test by test (:mod:`fleet.trm.judge`), and scores
 the kept suite (:mod:`fleet.trm.quality`). The kept suite only grows by tests that pass every
 rerun and add coverage, so quality never drops below an earlier iteration's. It stops when:
 quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
@@ -30,6 +30,8 @@ from fleet.trm.suite import Suite
 
 Progress = Callable[[dict[str, Any]], None]
 WHOLE_MODULE_LINES = 120
+FOCUS_LINES = 60
+FOCUS_SEGMENTS = 3
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target"}
 
 
@@ -115,25 +117,30 @@ class _Run:
                        errors=[] if "error-feedback" in ablate else focus.errors)
 
     def _segment_focus(self, iteration: int) -> prompts.Focus:
+        """The module's public API first (small modules), then the segments with the largest
+        uncovered gap, ``gap / (1 + 2·attempts)``, grouped up to FOCUS_LINES source lines."""
         missing = set(self.measure.missing_lines)
         missing_arcs = {a for a, _ in self.measure.missing_branches}
         whole = iteration == 1 and self.analysis.lines <= WHOLE_MODULE_LINES
         if whole or "segmenting" in self.cfg.ablate:
-            return prompts.Focus(None, errors=self.errors, examples=self.examples)
-        best: tuple[float, Segment] | None = None
+            return prompts.Focus((), errors=self.errors, examples=self.examples)
+        scored = []
         for seg in self.analysis.segments:
             gap = len(missing.intersection(seg.lines())) + len(missing_arcs.intersection(seg.lines()))
-            if gap == 0:
-                continue
-            score = gap / (1 + 2 * self.attempts[seg.name])
-            if best is None or score > best[0]:
-                best = (score, seg)
-        if best is None:
-            return prompts.Focus(None, errors=self.errors, examples=self.examples)
-        seg = best[1]
+            if gap:
+                scored.append((gap / (1 + 2 * self.attempts[seg.name]), seg))
+        chosen: list[Segment] = []
+        for _, seg in sorted(scored, key=lambda item: -item[0]):
+            size = sum(len(s.lines()) for s in chosen) + len(seg.lines())
+            if chosen and (size > FOCUS_LINES or len(chosen) == FOCUS_SEGMENTS):
+                break
+            chosen.append(seg)
+        if not chosen:
+            return prompts.Focus((), errors=self.errors, examples=self.examples)
         lines = self.source.splitlines()
-        text = [lines[n - 1] for n in sorted(missing.union(missing_arcs).intersection(seg.lines())) if n <= len(lines)]
-        return prompts.Focus(seg, missing_lines=text, errors=self.errors, examples=self.examples)
+        spans = set().union(*(set(seg.lines()) for seg in chosen))
+        text = [lines[n - 1] for n in sorted(missing.union(missing_arcs) & spans) if n <= len(lines)]
+        return prompts.Focus(tuple(chosen), missing_lines=text, errors=self.errors, examples=self.examples)
 
     # -- one iteration -----------------------------------------------------------------------
     def _ask(self, focus: prompts.Focus, iteration: int):
@@ -154,8 +161,9 @@ class _Run:
     def _iterate(self, iteration: int) -> dict[str, Any]:
         started = time.monotonic()
         focus = self._focus(iteration)
-        label = focus.segment.name if focus.segment else "module"
-        self.attempts[label] += 1
+        label = ", ".join(seg.name for seg in focus.segments) or "module"
+        for seg in focus.segments:
+            self.attempts[seg.name] += 1
         completion, code = self._ask(focus, iteration)
         parsed = parse_reply(code, self.analysis.names)
         candidates = self.suite.absorb(parsed)

@@ -23,9 +23,9 @@ STOP = ["\n```"]
 
 @dataclass(frozen=True)
 class Focus:
-    """What one prompt asks for: a segment (None = the module's public API) and its gaps."""
+    """What one prompt asks for: segments (none = the module's public API) and their gaps."""
 
-    segment: Segment | None
+    segments: tuple[Segment, ...] = ()
     missing_lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
@@ -46,15 +46,15 @@ def prefill(module: str) -> str:
 
 def _task(analysis: Analysis, focus: Focus, source: str, limit: int) -> list[str]:
     """The task line; the segment's own source too when the module text was cut before it."""
-    seg = focus.segment
-    if seg is None:
+    if not focus.segments:
         names = ", ".join(f"`{n}`" for n in analysis.public[:20]) or "the module"
         return [f"Task: write pytest tests for {names}."]
-    lines = [f"Task: write pytest tests for `{seg.name}`: `{seg.signature}`."]
-    body = source.splitlines()[seg.start - 1 : seg.end]
+    lines = ["Task: write pytest tests for:"] + [f"- `{seg.signature}`" for seg in focus.segments]
     shown = len(source_block(source, limit).splitlines())
-    if seg.end > shown and len("\n".join(body)) < 4000:
-        lines += ["```python", *body, "```"]
+    for seg in focus.segments:
+        body = source.splitlines()[seg.start - 1 : seg.end]
+        if seg.end > shown and len("\n".join(body)) < 4000:
+            lines += ["```python", *body, "```"]
     return lines
 
 
