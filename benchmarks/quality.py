@@ -43,7 +43,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("list", nargs="?", type=Path, default=DEFAULT_LIST, help="module list file")
     p.add_argument("--model", type=Path, help="GGUF file (default: the configured, verified model)")
     p.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
-    p.add_argument("--ablate", action="append", default=[], choices=["acceptance", "coverage-feedback",
+    p.add_argument("--ablate", action="append", default=[], choices=["acceptance", "coverage-feedback", "oracle",
                    "error-feedback", "segmenting"], help="switch a part off (repeatable)")
     p.add_argument("--only", action="append", default=[], help="run only modules whose name contains this")
     p.add_argument("--envs", type=Path, default=ROOT / "benchmarks" / "envs", help="where the venvs live")

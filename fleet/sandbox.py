@@ -30,6 +30,8 @@ from typing import Any
 from fleet.junit import Outcome, parse_junit
 
 TEST_FILE = "tests/test_generated.py"
+# A file the tests may write in their run directory ($HOME); its text comes back in RunResult.observed.
+OBSERVED_FILE = "observed.jsonl"
 _GUARD = '''\
 import socket as _s
 def _blocked(*a, **k):
@@ -88,6 +90,7 @@ class RunResult:
     output: str
     seconds: float
     collected: bool = True
+    observed: str = ""
 
 
 @dataclass(frozen=True)
@@ -294,8 +297,9 @@ class Sandbox:
         outcomes = parse_junit(run_dir / "junit.xml")
         lines, arcs = _read_coverage(run_dir / ".coverage", run_dir / "src" / self.target_path)
         collected = bool(outcomes) and not any(o.status == "collection-error" for o in outcomes.values())
-        result = RunResult(outcomes, lines, arcs, proc.returncode, timed_out, output, seconds, collected)
-        if not os.environ.get('FLEET_SANDBOX_KEEP'): shutil.rmtree(run_dir, ignore_errors=True)
+        observed = _read_capped(run_dir / OBSERVED_FILE, self.limits.output_cap) if (run_dir / OBSERVED_FILE).is_file() else ""
+        result = RunResult(outcomes, lines, arcs, proc.returncode, timed_out, output, seconds, collected, observed)
+        shutil.rmtree(run_dir, ignore_errors=True)
         return result
 
     def measure_base(self) -> Measure:

@@ -21,9 +21,9 @@ from fleet.jobs import Job
 from fleet.llm.base import Backend, Sampling
 from fleet.mutation import mutation_score
 from fleet.sandbox import Limits, Measure, Sandbox
-from fleet.trm import prompts
+from fleet.trm import oracle, prompts
 from fleet.trm.judge import Judge, Verdict
-from fleet.trm.parse import Rejection, parse_reply
+from fleet.trm.parse import Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
 from fleet.trm.repair import Context, bundle_index
 from fleet.trm.suite import Suite
@@ -32,6 +32,7 @@ Progress = Callable[[dict[str, Any]], None]
 WHOLE_MODULE_LINES = 120
 FOCUS_LINES = 60
 FOCUS_SEGMENTS = 3
+ORACLE_REASONS = {"assertion", "exception"}
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target"}
 
 
@@ -50,7 +51,8 @@ class EngineSettings:
     max_error_chars: int = 600
     mutation_max_mutants: int = 30
     mutation_budget: float = 90.0
-    # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback, segmenting.
+    # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
+    # segmenting, oracle.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -168,6 +170,7 @@ class _Run:
         parsed = parse_reply(code, self.analysis.names)
         candidates = self.suite.absorb(parsed)
         verdict: Verdict = self.judge.judge(self.suite, candidates)
+        repaired = self._oracle(candidates, verdict)
         if verdict.measure is not None:
             self.measure = verdict.measure
         before = self.quality
@@ -175,7 +178,8 @@ class _Run:
         self._record(iteration, parsed.rejected + verdict.rejected)
         self.trace.append(
             f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
-            f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept; "
+            f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept "
+            f"({repaired} with observed expected values); "
             f"quality {before:.3f} → {self.quality:.3f}"
         )
         return {
@@ -188,6 +192,25 @@ class _Run:
             "sandbox_runs": verdict.runs, "seconds": round(time.monotonic() - started, 3),
             "reply": code,
         }
+
+    def _oracle(self, candidates: list[Unit], verdict: Verdict) -> int:
+        """Repair tests that failed on expected values (see :mod:`fleet.trm.oracle`) and judge the
+        repaired versions; merges into ``verdict``; returns how many repaired tests were kept."""
+        if "oracle" in self.cfg.ablate:
+            return 0
+        failed_names = {r.name for r in verdict.rejected if r.reason in ORACLE_REASONS}
+        failed = [u for u in candidates if u.name in failed_names]
+        fixed = oracle.repair(self.sandbox, self.suite, self.ctx, failed) if failed else []
+        if not fixed:
+            return 0
+        second = self.judge.judge(self.suite, fixed)
+        verdict.accepted += second.accepted
+        verdict.rejected += [r for r in second.rejected if r.reason != "no-new-coverage"]
+        verdict.runs += second.runs + 1
+        verdict.measure = second.measure or verdict.measure
+        kept = {u.name for u in second.accepted}
+        verdict.rejected = [r for r in verdict.rejected if r.name not in kept]
+        return len(second.accepted)
 
     # -- stopping ----------------------------------------------------------------------------
     def _stop_reason(self) -> str | None:
@@ -256,7 +279,7 @@ class _Run:
             "model": {"id": self.engine.backend.model_id, "sha256": self.engine.backend.sha256},
             "test_module": header + module if module else "",
             "tests_kept": len(self.suite.units),
-            "tests": [{"name": u.name, "asserts": u.asserts} for u in self.suite.units],
+            "tests": [{"name": u.name, "asserts": u.asserts, "oracle": u.origin} for u in self.suite.units],
             "rejected": self.rejected,
             "rejected_by_reason": dict(Counter(r["reason"] for r in self.rejected)),
             "reruns": self.cfg.reruns,

@@ -36,6 +36,7 @@ class Unit:
     source: str
     needs: frozenset[str] = frozenset()
     asserts: int = 0
+    origin: str = "model"
 
 
 @dataclass

@@ -1,0 +1,169 @@
+"""Oracle repair: fix a failing test's expected values from the target's observed behaviour.
+
+Small models often call the code correctly but guess the expected value wrong. For a test that
+failed on an assertion, each ``assert <expr> == <literal>`` (either side) and each
+``with pytest.raises(E): <expr>`` that did not raise is turned into an observation of ``<expr>``;
+the probe runs once in the sandbox and writes ``repr(value)`` per site to ``$HOME/observed.jsonl``.
+A site is repaired when every observation of it gave the same repr and that repr is a Python
+literal of at most ``MAX_REPR`` characters: the literal side is replaced (the ``raises`` block
+becomes ``assert <expr> == <literal>``). A test is repaired only if all its sites were and its probe
+passed; the repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin
+down the current behaviour (regression oracles), and the report marks them ``oracle: observed``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+
+from fleet.sandbox import OBSERVED_FILE, Sandbox
+from fleet.trm.parse import Unit
+from fleet.trm.repair import Context
+from fleet.trm.suite import Suite
+
+MAX_REPR = 300
+OBSERVE = "__fleet_observe__"
+_HELPER = f'''
+def {OBSERVE}(key, value):
+    import json, os
+    with open(os.path.join(os.environ["HOME"], "{OBSERVED_FILE}"), "a") as fh:
+        fh.write(json.dumps([key, repr(value)]) + "\\n")
+    return value
+'''
+
+
+def _is_literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _observed_side(node: ast.Assert) -> tuple[ast.expr, str] | None:
+    """For ``assert a == b`` with exactly one literal side: (the other side, which side is literal)."""
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return None
+    left, right = test.left, test.comparators[0]
+    if _is_literal(right) and not _is_literal(left):
+        return left, "right"
+    if _is_literal(left) and not _is_literal(right):
+        return right, "left"
+    return None
+
+
+def _raises_expr(node: ast.With) -> ast.expr | None:
+    """``with pytest.raises(...): <single expression>`` → that expression."""
+    if len(node.items) != 1 or len(node.body) != 1 or not isinstance(node.body[0], ast.Expr):
+        return None
+    call = node.items[0].context_expr
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "raises":
+        return node.body[0].value
+    return None
+
+
+class _Sites(ast.NodeTransformer):
+    """Numbers the repairable sites; in probe mode replaces each by an observation call, in
+    repair mode by an assertion of the observed literal."""
+
+    def __init__(self, unit: str, values: dict[str, ast.expr] | None = None) -> None:
+        self.unit, self.values, self.count, self.missing = unit, values, 0, 0
+
+    def _key(self) -> str:
+        self.count += 1
+        return f"{self.unit}:{self.count}"
+
+    def _observe(self, key: str, expr: ast.expr) -> ast.stmt:
+        call = ast.Call(ast.Name(OBSERVE, ast.Load()), [ast.Constant(key), expr], [])
+        return ast.Expr(call)
+
+    def _assert_equal(self, expr: ast.expr, literal: ast.expr, literal_side: str) -> ast.stmt:
+        pair = (expr, literal) if literal_side == "right" else (literal, expr)
+        return ast.Assert(ast.Compare(pair[0], [ast.Eq()], [pair[1]]))
+
+    def _site(self, node: ast.stmt, expr: ast.expr, literal_side: str) -> ast.stmt:
+        key = self._key()
+        if self.values is None:
+            return self._observe(key, expr)
+        if key not in self.values:
+            self.missing += 1
+            return node
+        return self._assert_equal(expr, self.values[key], literal_side)
+
+    def visit_Assert(self, node: ast.Assert) -> ast.stmt:
+        found = _observed_side(node)
+        return self._site(node, *found) if found else node
+
+    def visit_With(self, node: ast.With) -> ast.stmt:
+        expr = _raises_expr(node)
+        if expr is None:
+            return self.generic_visit(node)
+        return self._site(node, expr, "right")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A failed unit, and its probe version (None when it has no repairable site)."""
+
+    unit: Unit
+    probe: Unit | None
+
+
+def make_probe(unit: Unit) -> Probe:
+    tree = ast.parse(unit.source)
+    sites = _Sites(unit.name)
+    probed = ast.fix_missing_locations(sites.visit(tree))
+    if sites.count == 0:
+        return Probe(unit, None)
+    return Probe(unit, Unit(unit.name, ast.unparse(probed), unit.needs | {OBSERVE}, unit.asserts))
+
+
+def parse_observations(text: str) -> dict[str, ast.expr]:
+    """Site key → the observed literal, for sites whose every observation agreed."""
+    seen: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        try:
+            key, value = json.loads(line)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(key, str) and isinstance(value, str):
+            seen.setdefault(key, set()).add(value)
+    out: dict[str, ast.expr] = {}
+    for key, values in seen.items():
+        if len(values) != 1:
+            continue
+        text_value = next(iter(values))
+        if len(text_value) > MAX_REPR:
+            continue
+        try:
+            node = ast.parse(text_value, mode="eval").body
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue
+        if _is_literal(node):
+            out[key] = node
+    return out
+
+
+def repair(sandbox: Sandbox, suite: Suite, ctx: Context, failed: list[Unit]) -> list[Unit]:
+    """Repaired versions of ``failed`` (see the module docstring); one sandbox run for all."""
+    probes = [p for p in map(make_probe, failed) if p.probe is not None]
+    if not probes:
+        return []
+    support = {**suite.support, OBSERVE: _HELPER.strip()}
+    probe_suite = Suite(units=[], imports=list(suite.imports), support=support)
+    run = sandbox.run(probe_suite.render([p.probe for p in probes], ctx))
+    values = parse_observations(run.observed)
+    repaired = []
+    for probe in probes:
+        outcome = run.outcomes.get(probe.unit.name)
+        if outcome is None or not outcome.passed:
+            continue
+        sites = _Sites(probe.unit.name, values)
+        fixed = ast.fix_missing_locations(sites.visit(ast.parse(probe.unit.source)))
+        if sites.missing:
+            continue
+        unit = probe.unit
+        repaired.append(Unit(unit.name, ast.unparse(fixed), unit.needs, unit.asserts, origin="observed"))
+    return repaired

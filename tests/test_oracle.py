@@ -1,0 +1,60 @@
+"""Oracle repair: expected values taken from the target's observed behaviour, in the real sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet.analysis import analyse
+from fleet.sandbox import Limits, Sandbox
+from fleet.trm.oracle import make_probe, parse_observations, repair
+from fleet.trm.parse import Unit
+from fleet.trm.repair import Context
+from fleet.trm.suite import Suite
+
+SRC = "def area(w, h):\n    if w < 0:\n        raise ValueError('negative')\n    return w * h\n\n\nclass Box:\n    pass\n"
+
+
+@pytest.fixture
+def sandbox():
+    with Sandbox({"geo.py": SRC}, "geo.py", Limits()) as sb:
+        yield sb
+
+
+def ctx() -> Context:
+    return Context("geo", analyse(SRC, "geo"), frozenset({"geo"}))
+
+
+def unit(source: str) -> Unit:
+    name = source.split("(", 1)[0].removeprefix("def ")
+    return Unit(name, source, asserts=source.count("assert") + source.count("raises"))
+
+
+def test_wrong_expected_value_is_replaced_by_the_observed_one(sandbox):
+    fixed = repair(sandbox, Suite(), ctx(), [unit("def test_a():\n    assert area(2, 3) == 5\n    assert 7 == area(1, 7)")])
+    assert [u.source for u in fixed] == ["def test_a():\n    assert area(2, 3) == 6\n    assert 7 == area(1, 7)"]
+    assert fixed[0].origin == "observed"
+
+
+def test_raises_that_did_not_raise_becomes_an_equality(sandbox):
+    fixed = repair(sandbox, Suite(), ctx(), [unit("def test_r():\n    with pytest.raises(ValueError):\n        area(2, 2)")])
+    assert [u.source for u in fixed] == ["def test_r():\n    assert area(2, 2) == 4"]
+
+
+def test_non_literal_values_and_crashing_tests_are_not_repaired(sandbox):
+    failed = [unit("def test_box():\n    assert Box() == 1"),  # repr is <geo.Box object …>: no literal
+              unit("def test_crash():\n    assert area(-1, 2) == 3")]  # raises before any observation
+    assert repair(sandbox, Suite(), ctx(), failed) == []
+
+
+def test_a_site_observed_with_different_values_is_not_repaired(sandbox):
+    looped = unit("def test_loop():\n    for w in (1, 2):\n        assert area(w, 1) == 0")
+    assert repair(sandbox, Suite(), ctx(), [looped]) == []
+
+
+def test_units_without_repairable_sites_need_no_probe():
+    assert make_probe(unit("def test_x():\n    assert area(1, 1) > 0")).probe is None
+
+
+def test_observations_keep_only_agreeing_short_literals():
+    text = '["t:1", "6"]\n["t:2", "<geo.Box object at 0x1>"]\n["t:3", "1"]\n["t:3", "2"]\n["t:4", "' + "9" * 400 + '"]\nnot json\n'
+    assert {k: v.value for k, v in parse_observations(text).items()} == {"t:1": 6}
