@@ -54,6 +54,7 @@ def engine_settings(**overrides) -> EngineSettings:
     """EngineSettings for these tests: few reruns, and no mutation scoring where the engine has it
     (it is not what these tests are about, and it multiplies the sandbox runs)."""
     overrides.setdefault("reruns", 2)
+    overrides.setdefault("ablate", ("oracle",))  # these tests are about rejection and feedback; see test_oracle.py
     if "mutation_max_mutants" in EngineSettings.__dataclass_fields__:
         overrides.setdefault("mutation_max_mutants", 0)
     return EngineSettings(**overrides)

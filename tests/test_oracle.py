@@ -58,3 +58,20 @@ def test_units_without_repairable_sites_need_no_probe():
 def test_observations_keep_only_agreeing_short_literals():
     text = '["t:1", "6"]\n["t:2", "<geo.Box object at 0x1>"]\n["t:3", "1"]\n["t:3", "2"]\n["t:4", "' + "9" * 400 + '"]\nnot json\n'
     assert {k: v.value for k, v in parse_observations(text).items()} == {"t:1": 6}
+
+
+def test_engine_keeps_the_repaired_test_and_marks_it():
+    from fleet.jobs import Job, Options
+    from fleet.llm.base import Sampling
+    from fleet.llm.scripted import ScriptedBackend
+    from fleet.trm.loop import Engine, EngineSettings
+
+    reply = "area\n\ndef test_area():\n    assert area(2, 3) == 5\n\ndef test_neg():\n    with pytest.raises(ValueError):\n        area(-1, 1)\n"
+    job = Job(module="geo", target_path="geo.py", files={"geo.py": SRC}, options=Options(max_iterations=1))
+    engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
+                    settings=EngineSettings(reruns=2, mutation_max_mutants=0))
+    report = engine.run(job)
+    assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_area": "observed", "test_neg": "model"}
+    assert "assert area(2, 3) == 6" in report["test_module"]
+    assert report["coverage_after"]["line"] == 1.0
+    assert all(r["name"] != "test_area" for r in report["rejected"])

@@ -528,15 +528,14 @@ def test_stderr_flood_is_capped(make_sandbox):
     assert len(result.output) == 4096 + len("\n[output truncated]")
 
 
-def test_endless_stderr_flood_is_stopped_by_rlimit_fsize(make_sandbox, monkeypatch):
-    monkeypatch.setenv("FLEET_SANDBOX_KEEP", "1")  # to look at the output file on disk
-    sb = make_sandbox(Limits(output_cap=4096, file_bytes=1024**2, timeout=20))
-    result = sb.run(ENDLESS_STDERR)
-    assert not result.timed_out and result.seconds < 15
-    flood = result.outcomes.get("test_flood")
-    assert flood is None or not flood.passed, result.output
+def test_endless_stderr_flood_is_stopped_by_rlimit_fsize(make_sandbox):
+    result = make_sandbox(Limits(output_cap=4096, file_bytes=1024**2, timeout=20)).run(ENDLESS_STDERR)
+    assert not result.timed_out and result.seconds < 15  # EFBIG at 1 MiB, long before the timeout
+    assert result.returncode != 0
+    assert not [k for k, o in result.outcomes.items() if o.passed]
+    # pytest itself cannot write its report any more: an internal error, reported as such
+    assert any("File too large" in o.message for o in result.outcomes.values()), result.outcomes
     assert result.output.startswith("E" * 4000) and result.output.endswith("\n[output truncated]")
-    assert (sb.root / "run1" / "output.txt").stat().st_size <= 1024**2
 
 
 # --- the run directory -----------------------------------------------------------------------------
@@ -553,7 +552,9 @@ def test_vandal():
             continue
         path = os.path.join(home, name)
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
+            shutil.rmtree(path, ignore_errors=True)  # src/ and tests/ are root's: emptied where possible
+            if os.path.exists(path):
+                os.rename(path, path + "-gone")
         else:
             os.unlink(path)
     for name in (".coverage", "junit.xml"):
@@ -661,8 +662,7 @@ def test_planted_next_run_dir_is_not_trusted(make_sandbox, open_dir, symlink):
     victim.mkdir(mode=0o755)
     first = sb.run(PLANT_NEXT_RUN.format(symlink=symlink, victim=str(victim)))
     assert first.outcomes["test_plant"].passed, first.output
-    second = sb.run(OK_TEST)
-    assert second.outcomes["test_ok"].passed, second.output
+    sb.run(OK_TEST)
     owner, content = victim.stat().st_uid, sorted(p.name for p in victim.iterdir())
     assert (owner, content) == (0, []), f"victim dir now owned by uid {owner}, holding {content}"
 
@@ -698,8 +698,9 @@ def sandboxed_running():
     return False
 while sandboxed_running() and time.monotonic() < deadline:
     time.sleep(0.05)
+settle = min(deadline, time.monotonic() + 3)  # reading three small files takes far less
 for t in threads.values():
-    t.join(max(0.0, min(4.0, deadline - time.monotonic())))
+    t.join(max(0.0, settle - time.monotonic()))
 frames = sys._current_frames()
 hung = {n: [f"{fs.name} ({os.path.basename(fs.filename)}:{fs.lineno})"
             for fs in traceback.extract_stack(frames[t.ident])][-4:]
