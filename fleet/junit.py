@@ -62,8 +62,18 @@ def _merge(old: Outcome | None, new: Outcome) -> Outcome:
 def parse_junit(path: Path) -> dict[str, Outcome]:
     """Outcomes by unit name; empty when the file is missing or unreadable."""
     try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
+        return parse_junit_bytes(path.read_bytes())
+    except OSError:
+        return {}
+
+
+def parse_junit_bytes(data: bytes) -> dict[str, Outcome]:
+    """Outcomes by unit name from JUnit XML text; empty when it is not valid XML."""
+    try:
+        root = ET.fromstring(data) if data else None
+    except ET.ParseError:
+        return {}
+    if root is None:
         return {}
     outcomes: dict[str, Outcome] = {}
     for case in root.iter("testcase"):

@@ -19,6 +19,7 @@ import re
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.junit import Outcome, parse_junit
+from fleet.junit import Outcome, parse_junit_bytes
 
 TEST_FILE = "tests/test_generated.py"
 # A file the tests may write in their run directory ($HOME); its text comes back in RunResult.observed.
 OBSERVED_FILE = "observed.jsonl"
+RESULT_CAP = 64 << 20  # most bytes read back from a run's junit.xml or coverage data
 _GUARD = '''\
 import socket as _s
 def _blocked(*a, **k):
@@ -200,8 +202,9 @@ class Sandbox:
         self.network = network_mode(self.limits.network)
         self.python = self.limits.python or sys.executable
         self.ids = privilege_drop(self.limits.user, self.python)
+        self.private = Path(tempfile.mkdtemp(prefix="fleet-sandbox-data-"))  # root-only copies of results
         if self.ids:
-            os.chown(self.root, *self.ids)
+            self.root.chmod(0o711)  # the tests may pass through, not create or list entries
         self._runs = 0
 
     def facts(self) -> dict[str, Any]:
@@ -220,6 +223,7 @@ class Sandbox:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.private, ignore_errors=True)
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -277,10 +281,9 @@ class Sandbox:
         """Run ``test_source`` (only the ``select`` test names when given) once, under limits;
         ``target_text`` replaces the target's source for this run (mutation testing)."""
         run_dir = self._prepare(test_source, target_text)
-        out_path = run_dir / "output.txt"
         started = time.monotonic()
         timed_out = False
-        with out_path.open("wb") as out:
+        with tempfile.TemporaryFile(dir=self.private) as out:
             proc = subprocess.Popen(
                 self._command(run_dir, select), cwd=run_dir, env=self._env(run_dir), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -291,16 +294,29 @@ class Sandbox:
             except subprocess.TimeoutExpired:
                 timed_out = True
                 _kill_group(proc)
-        seconds = time.monotonic() - started
-        _kill_group(proc)  # strays left behind by the tests
-        output = _read_capped(out_path, self.limits.output_cap)
-        outcomes = parse_junit(run_dir / "junit.xml")
-        lines, arcs = _read_coverage(run_dir / ".coverage", run_dir / "src" / self.target_path)
+            seconds = time.monotonic() - started
+            _kill_group(proc)  # strays left behind by the tests
+            out.seek(0)
+            output = _capped_text(out.read(self.limits.output_cap + 1), self.limits.output_cap)
+        outcomes = parse_junit_bytes(safe_read(run_dir / "junit.xml", RESULT_CAP) or b"")
+        lines, arcs = self._coverage(run_dir)
         collected = bool(outcomes) and not any(o.status == "collection-error" for o in outcomes.values())
-        observed = _read_capped(run_dir / OBSERVED_FILE, self.limits.output_cap) if (run_dir / OBSERVED_FILE).is_file() else ""
+        observed = _capped_text(safe_read(run_dir / OBSERVED_FILE, self.limits.output_cap + 1) or b"", self.limits.output_cap)
         result = RunResult(outcomes, lines, arcs, proc.returncode, timed_out, output, seconds, collected, observed)
         shutil.rmtree(run_dir, ignore_errors=True)
         return result
+
+    def _coverage(self, run_dir: Path) -> tuple[dict[str, set[int]], dict[str, set[tuple[int, int]]]]:
+        """Per-context coverage from a root-only copy of the run's data file (if it is a regular file)."""
+        raw = safe_read(run_dir / ".coverage", RESULT_CAP)
+        if not raw:
+            return {}, {}
+        copy = self.private / "coverage.sqlite"
+        copy.write_bytes(raw)
+        try:
+            return _read_coverage(copy, run_dir / "src" / self.target_path)
+        finally:
+            copy.unlink(missing_ok=True)
 
     def measure_base(self) -> Measure:
         """Statements and branch arcs of the target, from coverage.py's static analysis (no run)."""
@@ -318,9 +334,26 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _read_capped(path: Path, cap: int) -> str:
-    with path.open("rb") as fh:
-        data = fh.read(cap + 1)
+def safe_read(path: Path, cap: int) -> bytes | None:
+    """Up to ``cap`` bytes of ``path`` if it is a regular file, else None. Never follows a symlink
+    nor blocks on a FIFO or device the tests may have put in their place."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size < cap and (chunk := os.read(fd, min(1 << 20, cap - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _capped_text(data: bytes, cap: int) -> str:
     text = data[:cap].decode("utf-8", "replace")
     return text + ("\n[output truncated]" if len(data) > cap else "")
 
@@ -331,8 +364,6 @@ def _read_coverage(data_file: Path, target: Path) -> tuple[dict[str, set[int]], 
 
     lines: dict[str, set[int]] = {}
     arcs: dict[str, set[tuple[int, int]]] = {}
-    if not data_file.exists():
-        return lines, arcs
     data = CoverageData(basename=str(data_file))
     try:
         data.read()

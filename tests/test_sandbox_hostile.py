@@ -7,7 +7,7 @@ when its confinement is missing. Files the sandbox user should be able to reach 
 root-owned 0755 directory in /tmp: pytest's ``tmp_path`` lies below /tmp/pytest-of-root (0700),
 which would make every "cannot read / cannot write" check pass for the wrong reason.
 
-Tests marked ``xfail(strict=True)`` expose bugs in fleet/sandbox.py (see their docstrings).
+The last group replays attacks on the run directory that once reached the worker.
 """
 
 from __future__ import annotations
@@ -581,51 +581,51 @@ def test_vandalised_run_dir_does_not_break_run(make_sandbox, as_dirs, hard_exit)
     assert sb.run(OK_TEST).outcomes["test_ok"].passed  # the next run starts clean
 
 
-# --- bugs ----------------------------------------------------------------------------------------
+# --- attacks on the run directory ------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason="BUG: run() raises when the tests delete output.txt")
-def test_deleting_output_file_does_not_break_run(make_sandbox):
-    """run() reopens ``run_dir/output.txt`` by name after the child exits (``_read_capped``); the
-    run dir belongs to the sandbox user, so a test can unlink it and run() raises FileNotFoundError
-    into the worker instead of returning a RunResult."""
-    source = "import os\n\ndef test_rm():\n    os.unlink(os.path.join(os.environ['HOME'], 'output.txt'))\n"
+def test_deleting_result_files_does_not_break_run(make_sandbox):
+    """The run's output is captured outside the run dir; junit.xml and .coverage missing read as
+    no result, never as an exception into the worker."""
+    source = ("import os\n\ndef test_rm():\n    home = os.environ['HOME']\n"
+              "    for name in os.listdir(home):\n        p = os.path.join(home, name)\n"
+              "        if os.path.isfile(p):\n            os.unlink(p)\n    print('still here')\n"
+              "    os._exit(0)\n")
     result = make_sandbox().run(source)
-    assert result.outcomes["test_rm"].passed
+    assert isinstance(result, RunResult) and result.outcomes == {}
 
 
-SWAP_OUTPUT = """\
+LINK_RESULTS = """\
 import os
 
 def test_swap():
-    out = os.path.join(os.environ["HOME"], "output.txt")
     try:
         open({secret!r}).close()
     except PermissionError:
         pass
     else:
         raise AssertionError("the secret is directly readable: the test proves nothing")
-    os.unlink(out)
-    os.symlink({secret!r}, out)
+    home = os.environ["HOME"]
+    for name in ("output.txt", "junit.xml", "observed.jsonl", ".coverage"):
+        path = os.path.join(home, name)
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.symlink({secret!r}, path)
+    os._exit(0)
 """
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: output.txt swapped for a symlink is read as root: root-only files leak")
-def test_output_symlink_does_not_leak_root_only_files(make_sandbox, open_dir):
-    """run() reads ``run_dir/output.txt`` as root, by name, following symlinks. The generated test
-    (uid nobody, owner of the run dir) replaces it with a symlink to a file only root may read
-    (e.g. /root/.local/share/fleet/flower.auth), and its content comes back in ``result.output``."""
+def test_result_symlinks_do_not_leak_root_only_files(make_sandbox, open_dir):
+    """Result files replaced by symlinks to a root-only file are not followed when read back."""
     sb = make_sandbox()
     _require_drop(sb)
     secret_dir = open_dir / "secret"
     secret_dir.mkdir(mode=0o700)
     secret_text = f"secret-{uuid.uuid4().hex}"
     (secret_dir / "key.txt").write_text(secret_text)
-    result = sb.run(SWAP_OUTPUT.format(secret=str(secret_dir / "key.txt")))
-    assert result.outcomes["test_swap"].passed, result.output
-    leaked = secret_text in result.output
-    assert not leaked, "a root-only file came back as the run output"
+    result = sb.run(LINK_RESULTS.format(secret=str(secret_dir / "key.txt")))
+    assert secret_text not in result.output + result.observed
+    assert result.outcomes == {} and result.lines_by_context == {}
 
 
 PLANT_NEXT_RUN = """\
@@ -642,27 +642,17 @@ def test_plant():
 """
 
 
-@pytest.mark.parametrize("symlink", [
-    pytest.param(True, id="symlink", marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError,
-        reason="BUG: a planted run<N+1> symlink makes the next run write into and chown a foreign directory")),
-    pytest.param(False, id="directory", marks=pytest.mark.xfail(
-        strict=True, raises=FileExistsError,
-        reason="BUG: a planted run<N+1> directory makes the next run() raise FileExistsError")),
-])
+@pytest.mark.parametrize("symlink", [True, False], ids=["symlink", "directory"])
 def test_planted_next_run_dir_is_not_trusted(make_sandbox, open_dir, symlink):
-    """The sandbox root is chowned to the sandbox user and run dirs have predictable names
-    (run1, run2, ...). One run can create ``run<N+1>`` before the next run: as a symlink to any
-    directory, the next ``_prepare`` (as root) writes src/, tests/, .coveragerc ... into it and
-    ``os.chown`` (which follows the symlink) hands that directory to uid nobody; as a directory
-    holding ``tests/``, ``_prepare``'s mkdir raises FileExistsError out of run()."""
+    """Run dirs have predictable names (run1, run2, ...), but the sandbox root stays root's (0711):
+    a run cannot plant ``run<N+1>`` (a symlink or a directory) for the next run to trust."""
     sb = make_sandbox()
     _require_drop(sb)
     victim = open_dir / "victim"
     victim.mkdir(mode=0o755)
     first = sb.run(PLANT_NEXT_RUN.format(symlink=symlink, victim=str(victim)))
-    assert first.outcomes["test_plant"].passed, first.output
-    sb.run(OK_TEST)
+    assert first.outcomes["test_plant"].status == "failed" and "PermissionError" in first.outcomes["test_plant"].message
+    assert sb.run(OK_TEST).outcomes["test_ok"].passed
     owner, content = victim.stat().st_uid, sorted(p.name for p in victim.iterdir())
     assert (owner, content) == (0, []), f"victim dir now owned by uid {owner}, holding {content}"
 
@@ -731,13 +721,8 @@ def fifo_hangs():
     return results[0]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                            reason=f"BUG: run() blocks forever when the tests make {n} a FIFO"))
-    for n in FIFO_NAMES])
+@pytest.mark.parametrize("name", FIFO_NAMES)
 def test_fifo_in_run_dir_does_not_hang_run(fifo_hangs, name):
-    """After the child exits, run() opens output.txt (``_read_capped``), junit.xml (``parse_junit``)
-    and .coverage (``_read_coverage``, sqlite) in the run dir by name, with no type check and no
-    timeout. A test that replaces any of them by a FIFO (``os.mkfifo``) and exits leaves the worker
-    blocked in open()/read() forever: the wall timeout no longer applies at that point."""
+    """Result files replaced by a FIFO (``os.mkfifo``) are not regular files: run() skips them
+    instead of blocking in open()/read() after the wall timeout no longer applies."""
     assert name not in fifo_hangs, f"run() still blocked after the child exited: {fifo_hangs[name]}"
