@@ -46,7 +46,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--ablate", action="append", default=[], choices=["acceptance", "coverage-feedback", "oracle",
                    "error-feedback", "segmenting"], help="switch a part off (repeatable)")
     p.add_argument("--only", action="append", default=[], help="run only modules whose name contains this")
-    p.add_argument("--envs", type=Path, default=ROOT / "benchmarks" / "envs", help="where the venvs live")
+    p.add_argument("--envs", type=Path, help="where the venvs live (default <data_dir>/bench-envs)")
     p.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/quality[-ablation].json)")
     return p.parse_args()
 
@@ -107,7 +107,7 @@ def main() -> None:
     for target in targets:
         print(f"{target.module} ({target.requirement})", file=sys.stderr, flush=True)
         try:
-            rows.append(run_one(engine, target, args.envs))
+            rows.append(run_one(engine, target, args.envs or settings.data_dir / "bench-envs"))
         except Exception as exc:  # one broken pin must not end the run
             print(f"  {target.module}: FAILED {type(exc).__name__}: {exc}", file=sys.stderr)
             rows.append({"module": target.module, "requirement": target.requirement, "error": str(exc),

@@ -91,7 +91,6 @@ def _imported_names(tree: ast.Module) -> dict[str, str]:
     nested = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and n not in tree.body]
     for node in [*tree.body, *nested]:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            text = ast.unparse(node)
             for alias in node.names:
                 bound = alias.asname or alias.name.split(".")[0]
                 if bound != "*" and bound not in names:

@@ -13,7 +13,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-import redis
+from redis import Redis
 
 from fleet import config
 from fleet.config import Settings
@@ -53,7 +53,7 @@ class Agent:
     agent_id: str
     settings: Settings
     keys: Keys
-    redis: redis.Redis
+    redis: Redis
     engine: Engine
 
     @classmethod
