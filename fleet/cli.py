@@ -152,7 +152,12 @@ def up(agents: int | None) -> None:
 
 @cli.command()
 def down() -> None:
-    """Stop the local fleet started by `fleet up` (agents requeue a running job)."""
+    """Stop the local fleet started by `fleet up` (agents requeue a running job).
+
+    \b
+    Example:
+      fleet down
+    """
     from fleet import localfleet
 
     localfleet.down(_settings(), _say)
