@@ -343,3 +343,14 @@ def test_coverage_through_a_fixture_counts_for_its_test():
     report, _ = run_engine([fixture_reply], max_iterations=1)
     assert kept(report) == ["test_negative"]
     assert report["coverage_after"]["line"] > report["coverage_before"]["line"]
+
+
+def test_a_target_that_cannot_be_imported_fails_fast_with_the_reason():
+    from fleet.trm.loop import TargetImportError
+
+    broken = Job(module="calc", target_path="calc.py", files={"calc.py": "import not_installed_anywhere_xyz\n"})
+    backend = ScriptedBackend([reply(T_ADD)])
+    engine = Engine(backend, sampling=Sampling(), settings=engine_settings(), limits=Limits())
+    with pytest.raises(TargetImportError, match="not_installed_anywhere_xyz"):
+        engine.run(broken)
+    assert backend.prompts == []

@@ -22,13 +22,19 @@ from fleet.llm.base import Backend, Sampling
 from fleet.mutation import mutation_score
 from fleet.sandbox import Limits, Measure, Sandbox
 from fleet.trm import oracle, prompts
-from fleet.trm.judge import Judge, Verdict
+from fleet.errors import JobFailed
+from fleet.junit import COLLECTION
+from fleet.trm.judge import Judge, Verdict, trim_error
 from fleet.trm.parse import Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
 from fleet.trm.repair import Context, bundle_index
 from fleet.trm.suite import Suite
 
 Progress = Callable[[dict[str, Any]], None]
+
+
+class TargetImportError(JobFailed):
+    """The target fails to import in the sandbox (a missing dependency, an error at import time)."""
 WHOLE_MODULE_LINES = 120
 FOCUS_LINES = 60
 FOCUS_SEGMENTS = 3
@@ -246,6 +252,11 @@ class _Run:
     def _baseline(self) -> Measure:
         """Coverage before: the target imported by an empty test module (import-time lines only)."""
         run = self.sandbox.run(f"import {self.job.module}\n")
+        broken = run.outcomes.get(COLLECTION)
+        if broken is not None or run.timed_out:
+            detail = trim_error(broken.message if broken else "timed out", 1500)
+            raise TargetImportError(f"{self.job.module} cannot be imported on this agent, so no test can run: {detail}. "
+                                    "Install its dependencies where the agents run, or bundle them with --project.")
         lines = run.lines_by_context.get("", set())
         return self.base.with_covered(lines, run.arcs_by_context.get("", set()))
 
