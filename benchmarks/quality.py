@@ -76,8 +76,20 @@ def run_one(engine: Engine, target: modlist.Target, envs_dir: Path) -> dict:
         "coverup": target.coverup, "codamosa": target.codamosa, "tests_kept": report["tests_kept"],
         "passes": f"{measured['passes']}/{measured['reruns']}", "iterations": len(report["iterations"]),
         "tokens": report["tokens"]["in"] + report["tokens"]["out"], "minutes": round(minutes, 2),
-        "mutation": mutation.get("score"), "remeasured": measured, "engine_report": report,
+        "mutation": mutation.get("score"), "remeasured": measured, "kv": kv_reuse(report), "engine_report": report,
     }
+
+
+def kv_reuse(report: dict) -> dict | None:
+    """Prompt-eval seconds of the first (cold) prompt against the later ones of the same job, and
+    the share of later prompt tokens served from llama.cpp's KV cache."""
+    its = report.get("iterations") or []
+    if len(its) < 2:
+        return None
+    later = its[1:]
+    return {"cold_prompt_s": its[0]["prompt_seconds"],
+            "warm_prompt_s": round(statistics.mean(i["prompt_seconds"] for i in later), 3),
+            "cached_share": round(statistics.mean(i["cached_tokens"] / max(1, i["tokens_in"]) for i in later), 3)}
 
 
 def _row(r: dict) -> tuple:
@@ -96,6 +108,12 @@ def print_table(rows: list[dict]) -> None:
     if ours:
         print(f"median line+branch: ours {statistics.median(ours):.1f}%"
               + (f", CoverUp+GPT-4o {statistics.median(pub):.1f}%" if pub else ""))
+    kv = [r["kv"] for r in rows if r.get("kv")]
+    if kv:
+        cold = statistics.mean(k["cold_prompt_s"] for k in kv)
+        warm = statistics.mean(k["warm_prompt_s"] for k in kv)
+        print(f"KV reuse: cold prompt {cold:.1f}s, later prompts {warm:.1f}s (ratio {warm / max(cold, 1e-9):.2f}), "
+              f"{100 * statistics.mean(k['cached_share'] for k in kv):.0f}% of later prompt tokens cached")
 
 
 def main() -> None:
