@@ -3,7 +3,8 @@
 Never imports the model runtime, so ``fleet submit`` starts fast on a CI runner without one.
 A submission is deduplicated by its deterministic job id: while ``<prefix>:job:<id>:submitted``
 exists (set with NX for the wait timeout), a resubmission attaches to the running job instead of
-sending it again; a job that already succeeded returns its stored result.
+sending it again; a job that already succeeded returns its stored result; a job that failed is
+sent again as a fresh attempt (its old result and delivery count are cleared first).
 """
 
 from __future__ import annotations
@@ -44,14 +45,17 @@ class Client:
     def submit(self, job: Job) -> tuple[str, bool]:
         """Send ``job`` unless an identical one is live or done; returns (job id, newly sent)."""
         job_id = job.job_id
-        state = AsyncResult(job_id, app=self.app).state
+        previous = AsyncResult(job_id, app=self.app)
         marker = self.keys.job(job_id, "submitted")
         ttl = int(self.settings["jobs"]["wait_timeout"] + self.settings["celery"]["hard_time_limit"])
-        if state == "SUCCESS":
+        if previous.state == "SUCCESS":
             return job_id, False
-        if state not in ("FAILURE", "REVOKED") and not self.redis.set(marker, "1", nx=True, ex=ttl):
+        if previous.state in ("FAILURE", "REVOKED"):  # a retry after a failure is a fresh attempt
+            previous.forget()
+            self.redis.delete(self.keys.job(job_id, "deliveries"))
+            self.redis.set(marker, "1", ex=ttl)
+        elif not self.redis.set(marker, "1", nx=True, ex=ttl):
             return job_id, False
-        self.redis.set(marker, "1", ex=ttl)
         self.app.send_task(GENERATE_TASK, args=[job.to_dict()], task_id=job_id, queue=GENERATE_QUEUE)
         return job_id, True
 

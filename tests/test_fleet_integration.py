@@ -90,3 +90,15 @@ def test_malformed_job_fails_with_a_clear_error(fleet):
     with pytest.raises(JobFailed, match="unsupported job version"):
         client.wait("bad-job-1", timeout=60)
     assert backend.prompts == []
+
+
+def test_resubmitting_a_failed_job_runs_it_afresh(fleet, redis_server):
+    client, backend = fleet
+    job = make_job(max_iterations=4)
+    redis.Redis.from_url(redis_server).set(f"fleet:job:{job.job_id}:deliveries", 3)
+    job_id, _ = client.submit(job)
+    with pytest.raises(JobFailed):
+        client.wait(job_id, timeout=60)
+    again_id, sent = client.submit(job)
+    assert (again_id, sent) == (job_id, True)
+    assert client.wait(job_id, timeout=120)["tests_kept"] == 2
