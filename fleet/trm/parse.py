@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _LINENO = re.compile(r"^ {0,3}(\d+)\s*[:|] ?")
 _CONTINUATION = ("else", "elif", "except", "finally", ")", "]", "}", "case")
+_EMPTY_IMPORT = re.compile(r"^\s*from\s+[\w.]+\s+import\s*(?:#.*)?$")
+_TRIPLE = re.compile(r'"""|\'\'\'')
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,31 @@ def strip_line_numbers(code: str) -> str:
     return "\n".join(lines)
 
 
+def drop_empty_imports(code: str) -> str:
+    """Remove ``from x import`` lines that name nothing (the model completed the prefilled import
+    with a comment); the names it uses are imported by repair later."""
+    return "\n".join(ln for ln in code.splitlines() if not _EMPTY_IMPORT.match(ln))
+
+
+def _inside_strings(lines: list[str]) -> list[bool]:
+    """For each line, whether it starts inside a triple-quoted string (delimiters are counted per
+    line; a heuristic for code that does not parse, where tokenize cannot be used)."""
+    inside, out, quote = False, [], ""
+    for line in lines:
+        out.append(inside)
+        for match in _TRIPLE.finditer(line):
+            if not inside:
+                inside, quote = True, match.group()
+            elif match.group() == quote:
+                inside = False
+    return out
+
+
 def _chunk_starts(lines: list[str]) -> list[int]:
     starts = []
+    in_string = _inside_strings(lines)
     for i, line in enumerate(lines):
-        if not line or line[0].isspace() or line.startswith("#"):
+        if not line or line[0].isspace() or line.startswith("#") or in_string[i]:
             continue
         if line.startswith(_CONTINUATION):
             continue
@@ -162,7 +185,7 @@ def used_names(node: ast.AST) -> set[str]:
 
 def parse_reply(text: str, target_names: frozenset[str]) -> Parsed:
     """Split a model reply into imports, support code and test units (see module docstring)."""
-    body, rejected = salvage(extract_code(text))
+    body, rejected = salvage(drop_empty_imports(extract_code(text)))
     parsed = Parsed(rejected=rejected)
     tests: list[ast.stmt] = []
     for node in body:
