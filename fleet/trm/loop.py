@@ -27,7 +27,8 @@ from fleet.junit import COLLECTION
 from fleet.trm.judge import Judge, Verdict, trim_error
 from fleet.trm.parse import Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
-from fleet.trm.repair import Context, bundle_index
+from fleet.trm.context import related_definitions
+from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.suite import Suite
 
 Progress = Callable[[dict[str, Any]], None]
@@ -103,6 +104,8 @@ class _Run:
         self.analysis: Analysis = analyse(self.source, job.module)
         self.ctx = Context(job.module, self.analysis, _bundled_packages(job), bundle_index(job.files, job.target_path),
                            is_package=job.target_path.endswith("__init__.py"))
+        self.related = related_definitions(job.files, job.target_path, self.analysis.imports,
+                                           lambda statement: absolute_import(statement, self.ctx))
         self.base: Measure = sandbox.measure_base()
         self.judge = Judge(sandbox, self.ctx, self.base, reruns=self.cfg.reruns, max_error_chars=self.cfg.max_error_chars,
                            per_test="acceptance" not in self.cfg.ablate)
@@ -153,7 +156,7 @@ class _Run:
     # -- one iteration -----------------------------------------------------------------------
     def _ask(self, focus: prompts.Focus, iteration: int):
         messages = prompts.build(self.job.module, self.source, self.analysis, focus,
-                                 max_source_chars=self.cfg.max_source_chars)
+                                 max_source_chars=self.cfg.max_source_chars, related=self.related)
         sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + iteration)
         prefill = prompts.prefill(self.job.module)
         completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)

@@ -1,7 +1,8 @@
 """Prompts for a small model: stable prefix first (KV-cache reuse), one focused segment after.
 
 Layout of every prompt of a job (identical up to the "Task" line, so llama.cpp reuses it):
-    system text · target module source (cut to a character budget) · the rules ·
+    system text · target module source (cut to a character budget) · signatures of what it
+    imports from its own package (:mod:`fleet.trm.context`) · the rules ·
     then what changes: an exemplar test when one is given, the task for one segment, the
     segment's uncovered lines, and the errors of the previous attempt. The reply is prefilled
     with a code fence and the target's import.
@@ -58,10 +59,14 @@ def _task(analysis: Analysis, focus: Focus, source: str, limit: int) -> list[str
     return lines
 
 
-def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_source_chars: int) -> list[Message]:
+def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_source_chars: int,
+          related: str = "") -> list[Message]:
     """The chat messages for one attempt (see the module docstring for the layout)."""
     names = ", ".join(analysis.public[:12])
-    parts = [f"Module `{module}`:", "```python", source_block(source, max_source_chars), "```", "",
+    parts = [f"Module `{module}`:", "```python", source_block(source, max_source_chars), "```", ""]
+    if related:
+        parts += ["Definitions it uses from elsewhere in its package:", "```python", related, "```", ""]
+    parts += [
              "Rules:",
              f"- Import the code under test from `{module}` (e.g. `from {module} import {names}`); never copy or redefine it.",
              "- Write 3 to 6 small test functions named test_<something>, each with assert statements or pytest.raises.",

@@ -118,7 +118,7 @@ def _importable(top: str, ctx: Context) -> bool:
         return False
 
 
-def _absolute(statement: str, ctx: Context) -> str:
+def absolute_import(statement: str, ctx: Context) -> str:
     """Rewrite a relative ``from .x import y`` of the target into an absolute import."""
     node = ast.parse(statement).body[0]
     if isinstance(node, ast.ImportFrom) and node.level:
@@ -152,7 +152,7 @@ def import_for(name: str, ctx: Context) -> str | None:
     if name in ctx.analysis.names:
         return f"from {ctx.module} import {name}"
     if name in ctx.analysis.imports:
-        return _absolute(ctx.analysis.imports[name], ctx) or None
+        return absolute_import(ctx.analysis.imports[name], ctx) or None
     if name in ctx.elsewhere:
         return f"from {ctx.elsewhere[name]} import {name}"
     if name == ctx.module.rpartition(".")[2]:

@@ -1,0 +1,89 @@
+"""Definitions the target uses from elsewhere in its bundle, summarised for the prompt.
+
+A small model cannot build arguments for a class it has never seen (``Currency`` imported from
+a sibling module). For each name the target imports from a bundled module, this gives the
+definition's signature: a function's ``def`` line, or a class's ``__init__`` arguments and its
+public classmethods / staticmethods, plus up to ``EXAMPLES`` doctest lines (``>>>``) from the
+docstring. Everything is read statically from the bundle; nothing is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from fleet.bundle import module_name
+from fleet.errors import BadInput
+
+EXAMPLES = 4
+MAX_LINES = 40
+
+
+def _args(fn: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool) -> str:
+    """The argument list; without its first argument (self / cls) when ``drop_first``."""
+    text = ast.unparse(fn.args)
+    if drop_first and fn.args.args:
+        first = ast.unparse(fn.args.args[0])
+        text = text.removeprefix(first).removeprefix(", ")
+    return text
+
+
+def _examples(node: ast.AST) -> list[str]:
+    doc = ast.get_docstring(node) or ""
+    return [f"    # {line.strip()}" for line in doc.splitlines() if line.strip().startswith(">>>")][:EXAMPLES]
+
+
+def _class_summary(cls: ast.ClassDef) -> list[str]:
+    bases = ", ".join(ast.unparse(b) for b in cls.bases)
+    lines = [f"class {cls.name}({bases}):" if bases else f"class {cls.name}:"]
+    for node in cls.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            decorators = {ast.unparse(d) for d in node.decorator_list}
+            if node.name == "__init__":
+                lines.append(f"    def __init__(self, {_args(node, True)})")
+            elif not node.name.startswith("_") and decorators & {"classmethod", "staticmethod"}:
+                kind = "classmethod" if "classmethod" in decorators else "staticmethod"
+                lines.append(f"    @{kind} def {node.name}({_args(node, kind == 'classmethod')})")
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            lines.append(f"    {ast.unparse(node)}")
+    return lines + _examples(cls)
+
+
+def _summary(tree: ast.Module, name: str) -> list[str]:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return _class_summary(node)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return [f"def {name}({_args(node, False)})", *_examples(node)]
+    return []
+
+
+def _modules(files: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for rel in files:
+        try:
+            out[module_name(rel)] = rel
+        except BadInput:
+            continue
+    return out
+
+
+def related_definitions(files: dict[str, str], target_path: str, imports: dict[str, str], absolute) -> str:
+    """Summaries of imported bundled definitions (``imports``: name → import statement;
+    ``absolute``: makes a statement's relative module absolute). Empty when there are none."""
+    modules = _modules(files)
+    lines: list[str] = []
+    for name, statement in sorted(imports.items()):
+        node = ast.parse(absolute(statement)).body[0]
+        if not isinstance(node, ast.ImportFrom) or node.module not in modules:
+            continue
+        rel = modules[node.module]
+        if rel == target_path:
+            continue
+        original = next((a.name for a in node.names if (a.asname or a.name) == name), name)
+        try:
+            summary = _summary(ast.parse(files[rel]), original)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        if summary:
+            lines += [f"# from {node.module}", *summary]
+    return "\n".join(lines[:MAX_LINES])

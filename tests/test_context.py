@@ -1,0 +1,68 @@
+"""Signatures of what the target imports from its own package, for the prompt."""
+
+from __future__ import annotations
+
+from fleet.analysis import analyse
+from fleet.trm.context import related_definitions
+from fleet.trm.repair import Context, absolute_import
+
+MONEY = '''\
+class Currency:
+    """A currency.
+
+    >>> usd = Currency.of("USD", 2)
+    >>> usd.code
+    'USD'
+    """
+
+    code: str
+
+    def __init__(self, code: str, decimals: int = 2):
+        self.code = code
+
+    @classmethod
+    def of(cls, code: str, decimals: int) -> "Currency":
+        return cls(code, decimals)
+
+    def _private(self):
+        pass
+
+
+def convert(amount, rate=1.0):
+    """Convert.
+
+    >>> convert(2, 2.0)
+    4.0
+    """
+    return amount * rate
+'''
+TARGET = "from .money import Currency, convert as cv\nimport os\n\n\ndef price(x):\n    return cv(x)\n"
+FILES = {"shop/__init__.py": "", "shop/money.py": MONEY, "shop/price.py": TARGET}
+
+
+def summary() -> str:
+    analysis = analyse(TARGET, "shop.price")
+    ctx = Context("shop.price", analysis, frozenset({"shop"}))
+    return related_definitions(FILES, "shop/price.py", analysis.imports, lambda s: absolute_import(s, ctx))
+
+
+def test_classes_show_constructor_classmethods_fields_and_doctests():
+    text = summary()
+    assert "# from shop.money\nclass Currency:" in text
+    assert "    def __init__(self, code: str, decimals: int=2)" in text
+    assert "    @classmethod def of(code: str, decimals: int)" in text
+    assert "    code: str" in text
+    assert '    # >>> usd = Currency.of("USD", 2)' in text
+    assert "_private" not in text
+
+
+def test_functions_under_an_alias_show_their_signature_and_examples():
+    text = summary()
+    assert "def convert(amount, rate=1.0)\n    # >>> convert(2, 2.0)" in text
+
+
+def test_nothing_for_standard_library_imports_or_an_unbundled_module():
+    analysis = analyse("import os\nfrom json import dumps\n", "solo")
+    ctx = Context("solo", analysis, frozenset({"solo"}))
+    assert related_definitions({"solo.py": "import os\n"}, "solo.py", analysis.imports,
+                               lambda s: absolute_import(s, ctx)) == ""
