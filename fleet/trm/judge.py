@@ -112,10 +112,13 @@ class Judge:
         return run
 
     def _reject_all(self, units: list[Unit], run: RunResult, verdict: Verdict) -> None:
-        error = run.outcomes.get(COLLECTION, Outcome("error", run.output[-2000:]))
-        detail = trim_error(error.message or run.output[-2000:], self.max_error_chars)
-        reason = "timeout" if run.timed_out else ("import-error" if "Error" in detail else "exception")
-        verdict.rejected += [Rejection(u.name, reason, detail) for u in units]
+        """The test module did not even load (collection error, crash or timeout): every candidate
+        is rejected with the module-level error, classified like a test's."""
+        error = run.outcomes.get(COLLECTION) or Outcome("error", run.output[-2000:])
+        error = Outcome(error.status, error.message or run.output[-2000:])
+        reason = reason_of(error, run.timed_out)
+        detail = trim_error(error.message, self.max_error_chars)
+        verdict.rejected += [Rejection(u.name, reason, f"the test module failed to load: {detail}") for u in units]
 
     def _select(self, suite: Suite, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:
         per_unit = _coverage_by_unit(run)
