@@ -75,3 +75,14 @@ def test_engine_keeps_the_repaired_test_and_marks_it():
     assert "assert area(2, 3) == 6" in report["test_module"]
     assert report["coverage_after"]["line"] == 1.0
     assert all(r["name"] != "test_area" for r in report["rejected"])
+
+
+def test_an_expected_value_held_in_a_variable_is_replaced_in_the_assert(sandbox):
+    source = "def test_v():\n    expected = 5\n    assert area(2, 3) == expected"
+    fixed = repair(sandbox, Suite(), ctx(), [unit(source)])
+    assert [u.source for u in fixed] == ["def test_v():\n    expected = 5\n    assert area(2, 3) == 6"]
+
+
+def test_a_variable_assigned_twice_is_not_taken_for_a_fixed_expectation():
+    source = "def test_w():\n    expected = 5\n    expected = expected + 1\n    assert area(2, 3) == expected"
+    assert make_probe(unit(source)).probe is None

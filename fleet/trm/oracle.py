@@ -1,7 +1,8 @@
 """Oracle repair: fix a failing test's expected values from the target's observed behaviour.
 
 Small models often call the code correctly but guess the expected value wrong. For a test that
-failed on an assertion, each ``assert <expr> == <literal>`` (either side) and each
+failed on an assertion, each ``assert <expr> == <literal>`` (either side; a name assigned once
+to a literal, ``expected = [1, 2]``, counts as one) and each
 ``with pytest.raises(E): <expr>`` that did not raise is turned into an observation of ``<expr>``;
 the probe runs once in the sandbox and writes ``repr(value)`` per site to ``$HOME/observed.jsonl``.
 A site is repaired when every observation of it gave the same repr and that repr is a Python
@@ -41,15 +42,33 @@ def _is_literal(node: ast.AST) -> bool:
     return True
 
 
-def _observed_side(node: ast.Assert) -> tuple[ast.expr, str] | None:
-    """For ``assert a == b`` with exactly one literal side: (the other side, which side is literal)."""
+def literal_names(tree: ast.AST) -> set[str]:
+    """Names assigned exactly once in ``tree``, to a literal (``expected = [1, 2]``)."""
+    counts: dict[str, int] = {}
+    literal: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            counts[node.id] = counts.get(node.id, 0) + 1
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if _is_literal(node.value):
+                literal.add(node.targets[0].id)
+    return {name for name in literal if counts.get(name) == 1}
+
+
+def _observed_side(node: ast.Assert, literals: set[str]) -> tuple[ast.expr, str] | None:
+    """For ``assert a == b`` with exactly one literal side (a literal, or a name bound once to
+    one): (the other side, which side is literal)."""
     test = node.test
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
         return None
     left, right = test.left, test.comparators[0]
-    if _is_literal(right) and not _is_literal(left):
+
+    def fixed(side: ast.expr) -> bool:
+        return _is_literal(side) or (isinstance(side, ast.Name) and side.id in literals)
+
+    if fixed(right) and not fixed(left):
         return left, "right"
-    if _is_literal(left) and not _is_literal(right):
+    if fixed(left) and not fixed(right):
         return right, "left"
     return None
 
@@ -68,8 +87,8 @@ class _Sites(ast.NodeTransformer):
     """Numbers the repairable sites; in probe mode replaces each by an observation call, in
     repair mode by an assertion of the observed literal."""
 
-    def __init__(self, unit: str, values: dict[str, ast.expr] | None = None) -> None:
-        self.unit, self.values, self.count, self.missing = unit, values, 0, 0
+    def __init__(self, unit: str, literals: set[str], values: dict[str, ast.expr] | None = None) -> None:
+        self.unit, self.literals, self.values, self.count, self.missing = unit, literals, values, 0, 0
 
     def _key(self) -> str:
         self.count += 1
@@ -93,7 +112,7 @@ class _Sites(ast.NodeTransformer):
         return self._assert_equal(expr, self.values[key], literal_side)
 
     def visit_Assert(self, node: ast.Assert) -> ast.stmt:
-        found = _observed_side(node)
+        found = _observed_side(node, self.literals)
         return self._site(node, *found) if found else node
 
     def visit_With(self, node: ast.With) -> ast.stmt:
@@ -113,7 +132,7 @@ class Probe:
 
 def make_probe(unit: Unit) -> Probe:
     tree = ast.parse(unit.source)
-    sites = _Sites(unit.name)
+    sites = _Sites(unit.name, literal_names(tree))
     probed = ast.fix_missing_locations(sites.visit(tree))
     if sites.count == 0:
         return Probe(unit, None)
@@ -160,8 +179,9 @@ def repair(sandbox: Sandbox, suite: Suite, ctx: Context, failed: list[Unit]) -> 
         outcome = run.outcomes.get(probe.unit.name)
         if outcome is None or not outcome.passed:
             continue
-        sites = _Sites(probe.unit.name, values)
-        fixed = ast.fix_missing_locations(sites.visit(ast.parse(probe.unit.source)))
+        tree = ast.parse(probe.unit.source)
+        sites = _Sites(probe.unit.name, literal_names(tree), values)
+        fixed = ast.fix_missing_locations(sites.visit(tree))
         if sites.missing:
             continue
         unit = probe.unit
