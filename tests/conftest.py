@@ -57,3 +57,22 @@ def fleet_env(redis_server, tmp_path, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+SANDBOX_TARGET = "def f(x):\n    if x > 0:\n        return 1\n    return -1\n"
+
+
+@pytest.fixture
+def make_sandbox():
+    """Sandboxes over the module ``m`` (``SANDBOX_TARGET``), closed after the test."""
+    from fleet.sandbox import Limits, Sandbox
+
+    made: list[Sandbox] = []
+
+    def make(limits: Limits = Limits()) -> Sandbox:
+        made.append(Sandbox({"m.py": SANDBOX_TARGET}, "m.py", limits))
+        return made[-1]
+
+    yield make
+    for sb in made:
+        sb.close()

@@ -33,19 +33,6 @@ class TestGroup:
 SPIN = "def test_spin():\n    while True:\n        pass\n\ndef test_ok():\n    pass\n"
 
 
-@pytest.fixture
-def make_sandbox():
-    made: list[Sandbox] = []
-
-    def make(limits: Limits = Limits()) -> Sandbox:
-        made.append(Sandbox({"m.py": TARGET}, "m.py", limits))
-        return made[-1]
-
-    yield make
-    for sb in made:
-        sb.close()
-
-
 # --- outcomes and coverage ---------------------------------------------------------------------
 
 

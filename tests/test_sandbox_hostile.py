@@ -45,19 +45,6 @@ except KeyError:
 
 
 @pytest.fixture
-def make_sandbox():
-    made: list[Sandbox] = []
-
-    def make(limits: Limits = Limits()) -> Sandbox:
-        made.append(Sandbox({"m.py": TARGET}, "m.py", limits))
-        return made[-1]
-
-    yield make
-    for sb in made:
-        sb.close()
-
-
-@pytest.fixture
 def open_dir():
     """A root-owned 0755 directory the sandbox user can enter (unlike ``tmp_path``, see above)."""
     path = Path(tempfile.mkdtemp(prefix="fleet-hostile-"))
