@@ -76,8 +76,6 @@ def summary(report: dict[str, Any], written: Path | None) -> str:
     mutation = report.get("mutation")
     if mutation and mutation.get("tested"):
         lines.append(f"mutation score: {mutation['killed']}/{mutation['tested']} mutants killed")
-    if report.get("cached"):
-        lines.append("answered from the result store (identical job ran before)")
     if written:
         lines.append(f"wrote {written}")
     return "\n".join(lines)
