@@ -81,15 +81,15 @@ def run_one(engine: Engine, target: modlist.Target, envs_dir: Path) -> dict:
 
 
 def kv_reuse(report: dict) -> dict | None:
-    """Prompt-eval seconds of the first (cold) prompt against the later ones of the same job, and
-    the share of later prompt tokens served from llama.cpp's KV cache."""
-    its = report.get("iterations") or []
-    if len(its) < 2:
+    """Prompt-eval seconds of the job's first (cold) prompt against its later ones, and the share
+    of later prompt tokens served from llama.cpp's KV cache."""
+    prompts = [a for it in report.get("iterations") or [] for a in it.get("attempts", [it])]
+    if len(prompts) < 2:
         return None
-    later = its[1:]
-    return {"cold_prompt_s": its[0]["prompt_seconds"],
-            "warm_prompt_s": round(statistics.mean(i["prompt_seconds"] for i in later), 3),
-            "cached_share": round(statistics.mean(i["cached_tokens"] / max(1, i["tokens_in"]) for i in later), 3)}
+    later = prompts[1:]
+    return {"cold_prompt_s": prompts[0]["prompt_seconds"],
+            "warm_prompt_s": round(statistics.mean(p["prompt_seconds"] for p in later), 3),
+            "cached_share": round(statistics.mean(p["cached_tokens"] / max(1, p["tokens_in"]) for p in later), 3)}
 
 
 def _row(r: dict) -> tuple:

@@ -51,12 +51,12 @@ def job() -> Job:
 
 
 def engine_settings(**overrides) -> EngineSettings:
-    """EngineSettings for these tests: few reruns, and no mutation scoring where the engine has it
-    (it is not what these tests are about, and it multiplies the sandbox runs)."""
+    """EngineSettings for these tests: few reruns, one prompt per iteration (one scripted reply =
+    one iteration), and no mutation scoring (it multiplies the sandbox runs)."""
     overrides.setdefault("reruns", 2)
+    overrides.setdefault("prompts_per_iteration", 1)
     overrides.setdefault("ablate", ("oracle",))  # these tests are about rejection and feedback; see test_oracle.py
-    if "mutation_max_mutants" in EngineSettings.__dataclass_fields__:
-        overrides.setdefault("mutation_max_mutants", 0)
+    overrides.setdefault("mutation_max_mutants", 0)
     return EngineSettings(**overrides)
 
 
@@ -354,3 +354,16 @@ def test_a_target_that_cannot_be_imported_fails_fast_with_the_reason():
     with pytest.raises(TargetImportError, match="not_installed_anywhere_xyz"):
         engine.run(broken)
     assert backend.prompts == []
+
+
+def test_an_iteration_makes_several_attempts_until_nothing_is_left_to_cover():
+    replies = [reply(T_ADD, T_POS), reply(T_NEG), reply(T_ZERO), reply(T_WRONG)]
+    report, backend = run_engine(replies, prompts_per_iteration=2, max_iterations=3)
+    first, second = report["iterations"]
+    assert [a["focus"] for a in first["attempts"]] == ["module", "sign"]
+    assert [a["kept"] for a in first["attempts"]] == [2, 1]
+    assert first["kept"] == 3 and first["tokens_in"] == sum(a["tokens_in"] for a in first["attempts"])
+    assert len(second["attempts"]) == 1  # sign(0) covers the rest: no second attempt
+    assert report["stop_reason"] in ("converged", "fully-covered")
+    assert set(kept(report)) == {"test_add", "test_sign_positive", "test_sign_negative", "test_sign_zero"}
+    assert len(backend.prompts) == 3

@@ -1,9 +1,10 @@
 """The refinement loop (TRM): generate → run → measure → feed back → regenerate.
 
-Each iteration asks the model for tests of one focus (the whole public API first for small
-modules, then up to three segments with the most uncovered lines and branches, segments that
-yielded nothing being tried later), judges the reply test by test (:mod:`fleet.trm.judge`), and scores
-the kept suite (:mod:`fleet.trm.quality`). The kept suite only grows by tests that pass every
+Each iteration makes up to ``prompts_per_iteration`` attempts; each attempt asks the model for
+tests of one focus (the whole public API first for small modules, then up to three segments
+with the most uncovered lines and branches, segments that yielded nothing being tried later)
+and judges the reply test by test (:mod:`fleet.trm.judge`). The iteration then scores the kept
+suite (:mod:`fleet.trm.quality`). The kept suite only grows by tests that pass every
 rerun and add coverage, so quality never drops below an earlier iteration's. It stops when:
 quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
 iterations; max_iterations is reached; or the job's token or time budget is spent.
@@ -51,7 +52,8 @@ class EngineSettings:
     convergence_threshold: float = 0.95
     quality_threshold: float = 0.01
     patience: int = 2
-    max_tokens: int = 60000
+    prompts_per_iteration: int = 2
+    max_tokens: int = 120000
     time_budget: float = 1200.0
     reruns: int = 5
     max_source_chars: int = 12000
@@ -116,23 +118,24 @@ class _Run:
         self.rejected: list[dict[str, Any]] = []
         self.trace: list[str] = []
         self.attempts: Counter[str] = Counter()
+        self.asked = 0
         self.errors: list[str] = []
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
     # -- focus -------------------------------------------------------------------------------
-    def _focus(self, iteration: int) -> prompts.Focus:
-        focus = self._segment_focus(iteration)
+    def _focus(self) -> prompts.Focus:
+        focus = self._segment_focus()
         ablate = self.cfg.ablate
         return replace(focus, missing_lines=[] if "coverage-feedback" in ablate else focus.missing_lines,
                        errors=[] if "error-feedback" in ablate else focus.errors)
 
-    def _segment_focus(self, iteration: int) -> prompts.Focus:
-        """The module's public API first (small modules), then the segments with the largest
+    def _segment_focus(self) -> prompts.Focus:
+        """The module's public API first (small modules, first prompt), then the segments with the largest
         uncovered gap, ``gap / (1 + 2·attempts)``, grouped up to FOCUS_LINES source lines."""
         missing = set(self.measure.missing_lines)
         missing_arcs = {a for a, _ in self.measure.missing_branches}
-        whole = iteration == 1 and self.analysis.lines <= WHOLE_MODULE_LINES
+        whole = self.asked == 1 and self.analysis.lines <= WHOLE_MODULE_LINES
         if whole or "segmenting" in self.cfg.ablate:
             return prompts.Focus((), errors=self.errors, examples=self.examples)
         scored = []
@@ -154,10 +157,10 @@ class _Run:
         return prompts.Focus(tuple(chosen), missing_lines=text, errors=self.errors, examples=self.examples)
 
     # -- one iteration -----------------------------------------------------------------------
-    def _ask(self, focus: prompts.Focus, iteration: int):
+    def _ask(self, focus: prompts.Focus, attempt: int):
         messages = prompts.build(self.job.module, self.source, self.analysis, focus,
                                  max_source_chars=self.cfg.max_source_chars, related=self.related)
-        sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + iteration)
+        sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + attempt)
         prefill = prompts.prefill(self.job.module)
         completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)
         self.tokens_in += completion.prompt_tokens
@@ -169,37 +172,48 @@ class _Run:
             self.rejected.append({"name": r.name, "reason": r.reason, "detail": r.detail, "iteration": iteration})
         self.errors = [f"{r.name}: {r.detail[:240]}" for r in rejected if r.reason in FEEDBACK_REASONS and r.detail]
 
-    def _iterate(self, iteration: int) -> dict[str, Any]:
-        started = time.monotonic()
-        focus = self._focus(iteration)
+    def _attempt(self, iteration: int) -> dict[str, Any]:
+        """One prompt: choose a focus, ask, parse, judge, repair expected values; the attempt's figures."""
+        self.asked += 1
+        focus = self._focus()
         label = ", ".join(seg.name for seg in focus.segments) or "module"
         for seg in focus.segments:
             self.attempts[seg.name] += 1
-        completion, code = self._ask(focus, iteration)
+        completion, code = self._ask(focus, self.asked)
         parsed = parse_reply(code, self.analysis.names)
         candidates = self.suite.absorb(parsed)
         verdict: Verdict = self.judge.judge(self.suite, candidates)
         repaired = self._oracle(candidates, verdict)
         if verdict.measure is not None:
             self.measure = verdict.measure
-        before = self.quality
-        self.quality = max(self.quality, quality(self.measure, [u.asserts for u in self.suite.units]))
         self._record(iteration, parsed.rejected + verdict.rejected)
         self.trace.append(
             f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
             f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept "
-            f"({repaired} with observed expected values); "
-            f"quality {before:.3f} → {self.quality:.3f}"
-        )
+            f"({repaired} with observed expected values)")
+        return {"focus": label, "kept": len(verdict.accepted), "rejected": len(parsed.rejected) + len(verdict.rejected),
+                "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
+                "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
+                "sandbox_runs": verdict.runs, "reply": code}
+
+    def _iterate(self, iteration: int) -> dict[str, Any]:
+        """One refinement round: up to ``prompts_per_iteration`` attempts on different foci (fewer
+        when the module is fully covered or a budget runs out), then the suite is scored once."""
+        started, before = time.monotonic(), self.quality
+        steps = [self._attempt(iteration)]
+        while len(steps) < self.cfg.prompts_per_iteration and not self._spent() and self._gaps():
+            steps.append(self._attempt(iteration))
+        self.quality = max(self.quality, quality(self.measure, [u.asserts for u in self.suite.units]))
+        self.trace.append(f"iteration {iteration}: quality {before:.3f} → {self.quality:.3f}")
+        total = {key: sum(s[key] for s in steps) for key in
+                 ("kept", "rejected", "tokens_in", "tokens_out", "prompt_seconds", "cached_tokens", "sandbox_runs")}
         return {
-            "iteration": iteration, "focus": label, "quality": self.quality,
+            "iteration": iteration, "focus": "; ".join(s["focus"] for s in steps), "quality": self.quality,
             "improvement": round(self.quality - before, 4), "line": round(self.measure.line_rate, 4),
-            "branch": round(self.measure.branch_rate, 4), "kept": len(verdict.accepted),
-            "rejected": len(parsed.rejected) + len(verdict.rejected), "tests_total": len(self.suite.units),
-            "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
-            "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
-            "sandbox_runs": verdict.runs, "seconds": round(time.monotonic() - started, 3),
-            "reply": code,
+            "branch": round(self.measure.branch_rate, 4), "tests_total": len(self.suite.units), **total,
+            "prompt_seconds": round(total["prompt_seconds"], 3), "seconds": round(time.monotonic() - started, 3),
+            "attempts": [{k: v for k, v in s.items() if k != "reply"} for s in steps],
+            "reply": "\n\n".join(s["reply"] for s in steps),
         }
 
     def _oracle(self, candidates: list[Unit], verdict: Verdict) -> int:
@@ -230,13 +244,23 @@ class _Run:
         stalled = len(recent) == cfg.patience and all(i < cfg.quality_threshold for i in recent)
         if stalled and self.quality > 0:
             return "plateau"
-        if cfg.max_tokens and self.tokens_in + self.tokens_out >= cfg.max_tokens:
-            return "token-budget"
-        if time.monotonic() - self.started >= cfg.time_budget:
-            return "time-budget"
-        if not self.measure.missing_lines and not self.measure.missing_branches and self.suite.units:
+        spent = self._spent()
+        if spent:
+            return spent
+        if not self._gaps() and self.suite.units:
             return "fully-covered"
         return None
+
+    def _spent(self) -> str | None:
+        """``token-budget`` or ``time-budget`` once the job's budget is used up, else None."""
+        if self.cfg.max_tokens and self.tokens_in + self.tokens_out >= self.cfg.max_tokens:
+            return "token-budget"
+        if time.monotonic() - self.started >= self.cfg.time_budget:
+            return "time-budget"
+        return None
+
+    def _gaps(self) -> bool:
+        return bool(self.measure.missing_lines or self.measure.missing_branches)
 
     def execute(self) -> dict[str, Any]:
         baseline = self._baseline()
