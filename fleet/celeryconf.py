@@ -16,6 +16,7 @@ GENERATE_QUEUE = "generate-tests"
 MAINTENANCE_QUEUE = "maintenance"
 GENERATE_TASK = "fleet.generate_tests"
 MAINTENANCE_TASK = "fleet.maintenance"
+CONSOLIDATE_TASK = "fleet.consolidate"
 
 
 def visibility_timeout(settings: Settings) -> int:
@@ -53,12 +54,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": cel["soft_shutdown_timeout"],
         "task_default_queue": GENERATE_QUEUE,
         "task_queues": (Queue(GENERATE_QUEUE), Queue(MAINTENANCE_QUEUE)),
-        "task_routes": {GENERATE_TASK: {"queue": GENERATE_QUEUE}, MAINTENANCE_TASK: {"queue": MAINTENANCE_QUEUE}},
+        "task_routes": {GENERATE_TASK: {"queue": GENERATE_QUEUE}, MAINTENANCE_TASK: {"queue": MAINTENANCE_QUEUE},
+                        CONSOLIDATE_TASK: {"queue": MAINTENANCE_QUEUE}},
         "beat_schedule": {
             "maintenance-sweep": {
                 "task": MAINTENANCE_TASK,
                 "schedule": float(cel["maintenance_interval"]),
                 "options": {"queue": MAINTENANCE_QUEUE, "expires": float(cel["maintenance_interval"])},
-            }
+            },
+            "learning-consolidation": {
+                "task": CONSOLIDATE_TASK,
+                "schedule": float(settings["learning"]["consolidate_every"]),
+                "options": {"queue": MAINTENANCE_QUEUE, "expires": float(settings["learning"]["consolidate_every"])},
+            },
         },
     }

@@ -63,7 +63,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _convert(text: str, default: Any, name: str) -> Any:
-    """Convert an environment string to the type of ``default``."""
+    """Convert an environment string to the type of ``default``; a list is comma-separated, each
+    item converted to the type of the default's first item."""
+    if isinstance(default, list):
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        return [_convert(item, default[0], name) for item in items] if default else items
     try:
         if isinstance(default, bool):
             low = text.strip().lower()

@@ -53,7 +53,7 @@ class Keys:
     prefix: str
 
     def agent(self, agent_id: str, *parts: str) -> str:
-        if not AGENT_ID.match(agent_id):
+        if not AGENT_ID.fullmatch(agent_id):
             raise ValueError(f"invalid agent id {agent_id!r}")
         return ":".join([self.prefix, "agent", agent_id, *parts])
 

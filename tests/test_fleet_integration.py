@@ -26,10 +26,12 @@ def make_job(**options) -> Job:
 
 
 @pytest.fixture
-def fleet(fleet_env):
-    """The project's Celery app pointed at the test Redis, one in-process agent, and a client."""
+def fleet(fleet_env, monkeypatch):
+    """The project's Celery app pointed at the test Redis, one in-process agent, and a client; one
+    prompt per iteration, so one scripted reply is one iteration."""
     from workers.app import app
 
+    monkeypatch.setenv("FLEET_ENGINE_PROMPTS_PER_ITERATION", "1")
     settings = config.load()
     app.conf.update(**celery_config(settings))
     backend = ScriptedBackend([REPLY])

@@ -19,6 +19,8 @@ from fleet import config
 from fleet.config import Settings
 from fleet.llm.base import Backend, Sampling
 from fleet.sandbox import Limits
+from fleet.sona.learner import Learner
+from fleet.sona.wiring import embedder_for, learner_for
 from fleet.store import Keys, connect, register_agent
 from fleet.trm.loop import Engine, EngineSettings
 
@@ -55,6 +57,7 @@ class Agent:
     keys: Keys
     redis: Redis
     engine: Engine
+    learner: Learner
 
     @classmethod
     def start(cls, nodename: str | None, backend: Backend | None = None) -> "Agent":
@@ -64,7 +67,9 @@ class Agent:
                         settings=EngineSettings.from_settings(settings), limits=Limits.from_settings(settings))
         keys = Keys(settings.prefix)
         client = connect(settings["redis"]["url"], settings["redis"]["connect_timeout"])
-        agent = cls(agent_id_for(settings, nodename), settings, keys, client, engine)
+        agent_id = agent_id_for(settings, nodename)
+        embedder = embedder_for(settings, getattr(backend, "path", None), backend.model_id)
+        agent = cls(agent_id, settings, keys, client, engine, learner_for(settings, agent_id, embedder))
         register_agent(client, keys, agent.agent_id, {
             "node": nodename or "", "pid": os.getpid(), "model": backend.model_id, "model_sha256": backend.sha256,
         })

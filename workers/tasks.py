@@ -1,4 +1,5 @@
-"""The fleet's tasks: ``fleet.generate_tests`` (agents) and ``fleet.maintenance`` (beat)."""
+"""The fleet's tasks: ``fleet.generate_tests`` (agents), ``fleet.maintenance`` and
+``fleet.consolidate`` (beat, on the maintenance queue)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from typing import Any
 
 from celery.utils.log import get_task_logger
 
-from fleet.celeryconf import GENERATE_TASK, MAINTENANCE_TASK
+import redis
+
+from fleet.celeryconf import CONSOLIDATE_TASK, GENERATE_TASK, MAINTENANCE_TASK
+from fleet.sona.codec import CorruptState
+from fleet.sona.publisher import consolidate_fleet
+from fleet.sona.settings import LearningSettings
+from fleet.sona.wiring import learning_store
 from fleet.errors import BadInput, FleetError
 from fleet.jobs import Job, limits_from
 from fleet.store import count_delivery, list_agents, touch_agent
@@ -34,13 +41,25 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
         raise PoisonJob(f"job {job.job_id} was delivered {deliveries} times (celery.max_deliveries); giving up")
     touch_agent(agent.redis, agent.keys, agent.agent_id)
     started = time.monotonic()
-    report = agent.engine.run(job, progress=lambda p: self.update_state(state="PROGRESS", meta=p))
+    plan = agent.learner.plan(job.target_source, job.module)
+    report = agent.engine.run(job, progress=lambda p: self.update_state(state="PROGRESS", meta=p),
+                              examples=plan.examples, strategy=plan.strategy)
+    report["learning"] = _learn(agent, job, plan, report)
     report["agent"] = {"id": agent.agent_id, "namespace": agent.keys.agent(agent.agent_id),
                        "node": self.request.hostname, "deliveries": deliveries}
     report["wall_seconds"] = round(time.monotonic() - started, 3)
     touch_agent(agent.redis, agent.keys, agent.agent_id, jobs_done=1)
     log.info("job %s: %d tests kept, quality %.3f", job.job_id, report["tests_kept"], report["quality"])
     return report
+
+
+def _learn(agent: agent_mod.Agent, job: Job, plan: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """The learning step; its failure is reported, never fails the job (the tests are done)."""
+    try:
+        return agent.learner.learn(job.job_id, plan, report)
+    except (redis.RedisError, CorruptState, OSError) as exc:
+        log.warning("job %s: learning step failed: %s", job.job_id, exc)
+        return {**plan.as_dict(), "applied": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
 @app.task(name=MAINTENANCE_TASK)
@@ -53,4 +72,17 @@ def maintenance() -> dict[str, Any]:
     stale = [a["agent_id"] for a in agents if now - float(a.get("last_seen", 0)) > stale_after]
     agent.redis.hset(agent.keys.shared("maintenance"), mapping={
         "last_run": now, "agents": len(agents), "stale": ",".join(stale)})
-    return {"agents": len(agents), "stale": stale}
+    pending = learning_store(agent.settings).pending_jobs()
+    due = pending >= LearningSettings.from_settings(agent.settings).consolidate_after_jobs
+    if due:
+        consolidate.delay()
+    return {"agents": len(agents), "stale": stale, "learned_since_consolidation": pending, "consolidation_sent": due}
+
+
+@app.task(name=CONSOLIDATE_TASK)
+def consolidate() -> dict[str, Any]:
+    """Fold the agents' learning into a new shared version (one at a time fleet-wide)."""
+    settings = agent_mod.current().settings
+    report = consolidate_fleet(learning_store(settings), LearningSettings.from_settings(settings))
+    log.info("consolidation: %s", report)
+    return report

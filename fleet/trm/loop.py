@@ -30,6 +30,7 @@ from fleet.trm.parse import Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
 from fleet.trm.context import related_definitions
 from fleet.trm.repair import Context, absolute_import, bundle_index
+from fleet.trm.strategy import Strategy
 from fleet.trm.suite import Suite
 
 Progress = Callable[[dict[str, Any]], None]
@@ -89,17 +90,22 @@ class Engine:
     def __init__(self, backend: Backend, *, sampling: Sampling, settings: EngineSettings, limits: Limits) -> None:
         self.backend, self.sampling, self.settings, self.limits = backend, sampling, settings, limits
 
-    def run(self, job: Job, *, progress: Progress | None = None, examples: list[str] | None = None) -> dict[str, Any]:
-        """Generate a test module for ``job``; returns the report (a JSON-safe dict)."""
+    def run(self, job: Job, *, progress: Progress | None = None, examples: list[str] | None = None,
+            strategy: Strategy | None = None) -> dict[str, Any]:
+        """Generate a test module for ``job``; returns the report (a JSON-safe dict). ``strategy``
+        (default: focused prompts at the configured temperature) is what the learning policy chose;
+        ``examples`` are exemplar tests shown to the model."""
         with Sandbox(job.files, job.target_path, self.limits) as sandbox:
-            return _Run(self, job, sandbox, progress or (lambda _: None), examples or []).execute()
+            return _Run(self, job, sandbox, progress or (lambda _: None), examples or [], strategy).execute()
 
 
 class _Run:
     """The state of one job's loop."""
 
-    def __init__(self, engine: Engine, job: Job, sandbox: Sandbox, progress: Progress, examples: list[str]) -> None:
+    def __init__(self, engine: Engine, job: Job, sandbox: Sandbox, progress: Progress, examples: list[str],
+                 strategy: Strategy | None) -> None:
         self.engine, self.job, self.sandbox = engine, job, sandbox
+        self.strategy = strategy or Strategy(temperature=engine.sampling.temperature)
         self.cfg = engine.settings.for_job(job)
         self.progress, self.examples = progress, examples
         self.source = job.target_source
@@ -136,7 +142,7 @@ class _Run:
         missing = set(self.measure.missing_lines)
         missing_arcs = {a for a, _ in self.measure.missing_branches}
         whole = self.asked == 1 and self.analysis.lines <= WHOLE_MODULE_LINES
-        if whole or "segmenting" in self.cfg.ablate:
+        if whole or "segmenting" in self.cfg.ablate or self.strategy.prompt == "whole":
             return prompts.Focus((), errors=self.errors, examples=self.examples)
         scored = []
         for seg in self.analysis.segments:
@@ -159,8 +165,10 @@ class _Run:
     # -- one iteration -----------------------------------------------------------------------
     def _ask(self, focus: prompts.Focus, attempt: int):
         messages = prompts.build(self.job.module, self.source, self.analysis, focus,
-                                 max_source_chars=self.cfg.max_source_chars, related=self.related)
-        sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + attempt)
+                                 max_source_chars=self.cfg.max_source_chars, related=self.related,
+                                 edge_cases=self.strategy.prompt == "edge-cases")
+        sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + attempt,
+                           temperature=self.strategy.temperature)
         prefill = prompts.prefill(self.job.module)
         completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)
         self.tokens_in += completion.prompt_tokens
@@ -326,6 +334,7 @@ class _Run:
             "coverage_after": self.measure.as_dict(),
             "quality": self.quality,
             "quality_formula": FORMULA,
+            "strategy": self.strategy.name,
             "mutation": mutation,
             "iterations": self.history,
             "converged": reason in ("converged", "fully-covered"),

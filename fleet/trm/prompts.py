@@ -2,7 +2,8 @@
 
 Layout of every prompt of a job (identical up to the "Task" line, so llama.cpp reuses it):
     system text · target module source (cut to a character budget) · signatures of what it
-    imports from its own package (:mod:`fleet.trm.context`) · the rules ·
+    imports from its own package (:mod:`fleet.trm.context`) · the rules (with the edge-case rule
+    when the job's strategy asks for it) ·
     then what changes: an exemplar test when one is given, the task for one segment, the
     segment's uncovered lines, and the errors of the previous attempt. The reply is prefilled
     with a code fence and the target's import.
@@ -59,8 +60,12 @@ def _task(analysis: Analysis, focus: Focus, source: str, limit: int) -> list[str
     return lines
 
 
+EDGE_CASES = ("- Cover the edges: empty and boundary inputs, both outcomes of every condition, and every "
+              "`raise` (with pytest.raises).")
+
+
 def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_source_chars: int,
-          related: str = "") -> list[Message]:
+          related: str = "", edge_cases: bool = False) -> list[Message]:
     """The chat messages for one attempt (see the module docstring for the layout)."""
     names = ", ".join(analysis.public[:12])
     parts = [f"Module `{module}`:", "```python", source_block(source, max_source_chars), "```", ""]
@@ -71,6 +76,7 @@ def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_sou
              f"- Import the code under test from `{module}` (e.g. `from {module} import {names}`); never copy or redefine it.",
              "- Write 3 to 6 small test functions named test_<something>, each with assert statements or pytest.raises.",
              "- Work out each expected value by reading the code carefully; use only pytest and the standard library.",
+             *([EDGE_CASES] if edge_cases else []),
              ""]
     for example in focus.examples[:2]:
         parts += ["An example of a good test from a similar module:", "```python", example, "```"]
