@@ -243,17 +243,24 @@ def apply_users(admin: redis.Redis, acl: AclSettings, *, prefix: str, agents: li
     return list(users)
 
 
-def apply_from_settings(admin: redis.Redis, settings: Settings, agents: list[str]) -> list[str]:
-    """What `fleet acl apply` does: load (or start) the secrets file, apply the users, save the
-    file; returns the user names. The file is saved before the users are applied, so a failure
-    part-way leaves passwords that a rerun applies."""
+def prepare_secrets(settings: Settings, agents: list[str]) -> Secrets:
+    """Load (or start) the secrets file, add passwords for the users of ``agents`` and the learning
+    user, save it. Agents can start once this ran, before their users exist in Redis."""
     acl = AclSettings.from_settings(settings)
     path = acl.secrets_path(settings.data_dir)
     store = Secrets.load(path, missing_ok=True)
     for name in _user_rules(acl, settings.prefix, agents):
         store.password_for(name)
     store.save(path)
-    return apply_users(admin, acl, prefix=settings.prefix, agents=agents, secrets=store)
+    return store
+
+
+def apply_from_settings(admin: redis.Redis, settings: Settings, agents: list[str]) -> list[str]:
+    """What `fleet acl apply` does: :func:`prepare_secrets`, then apply the users; returns the user
+    names. The file is saved before the users are applied, so a failure part-way leaves passwords
+    that a rerun applies."""
+    store = prepare_secrets(settings, agents)
+    return apply_users(admin, AclSettings.from_settings(settings), prefix=settings.prefix, agents=agents, secrets=store)
 
 
 def url_for(base_url: str, user: str, password: str) -> str:

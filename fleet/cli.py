@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fleet import config
+from fleet.cli_learning import acl, learning
 from fleet.errors import FleetError, JobFailed
 from fleet.output import ProgressView, echo_json, summary, test_file_name, write_atomic
 
@@ -226,6 +227,10 @@ def run_flower() -> None:
     from fleet import localfleet
 
     localfleet.exec_flower(_settings())
+
+
+cli.add_command(learning)
+cli.add_command(acl)
 
 
 def main() -> None:

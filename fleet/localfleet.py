@@ -20,8 +20,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis
+
+from fleet.acl import apply_from_settings, prepare_secrets
 from fleet.config import CONFIG_DIR, Settings
 from fleet.errors import ConfigError, FleetError, FleetUnreachable
+from fleet.store import connect
 
 ROOT = CONFIG_DIR.parent
 HONCHO_BASE_PORT = 5000
@@ -102,10 +106,14 @@ def exec_flower(settings: Settings) -> None:
 
 def up(settings: Settings, agents: int, say) -> None:
     """Start the local fleet unless it runs; wait for Redis and ``agents`` agents."""
+    names = [f"agent-{k}" for k in range(1, agents + 1)]
+    acl_on = settings["acl"]["enabled"]
     if _pid(settings):
         say(f"fleet already running (honcho pid {_pid(settings)}); `fleet down` stops it")
     else:
         flower_auth(settings, create=True)
+        if acl_on:
+            prepare_secrets(settings, names)
         log = run_dir(settings) / "fleet.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -116,7 +124,22 @@ def up(settings: Settings, agents: int, say) -> None:
             )
         (run_dir(settings) / "honcho.pid").write_text(str(proc.pid))
         say(f"starting Redis, {agents} agent(s), beat and Flower (log: {log})")
+    if acl_on:
+        users = apply_from_settings(_wait_redis(settings), settings, names)
+        say(f"Redis ACL users: {', '.join(users)}")
     wait_ready(settings, agents, say)
+
+
+def _wait_redis(settings: Settings) -> redis.Redis:
+    """An admin connection to the fleet's Redis once it answers (within local.start_timeout)."""
+    deadline = time.monotonic() + settings["local"]["start_timeout"]
+    while True:
+        try:
+            return connect(settings["redis"]["url"], settings["redis"]["connect_timeout"])
+        except FleetUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def wait_ready(settings: Settings, agents: int, say) -> None:
