@@ -36,9 +36,9 @@ from fleet.store import AGENT_ID
 
 log = logging.getLogger(__name__)
 
-AGENT_RULES = "resetkeys ~{prefix}:agent:{agent}:* %R~{prefix}:shared:* resetchannels +@all -@dangerous"
-"""An agent: read/write its own namespace, read-only shared keys, nothing else; all commands but
-@dangerous. ``{agent}`` ends in ``:`` in the pattern, so agent ``a1`` does not match ``a10``."""
+AGENT_RULES = "resetkeys ~{prefix}:agent:{agent}:* %R~{prefix}:shared:* ~{prefix}:cache:* resetchannels +@all -@dangerous"
+"""An agent: read/write its own namespace and the result cache, read-only shared keys, nothing
+else; all commands but @dangerous. ``{agent}`` ends in ``:`` in the pattern, so agent ``a1`` does not match ``a10``."""
 
 LEARNING_RULES = "resetkeys %R~{prefix}:agent:* ~{prefix}:agent:*:sona:* ~{prefix}:shared:* resetchannels +@all -@dangerous"
 """Consolidation: read every agent's namespace, read/write the agents' learning state

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fleet import config
-from fleet.cli_learning import acl, learning
+from fleet.cli_admin import acl, cache, learning
 from fleet.errors import FleetError, JobFailed
 from fleet.output import ProgressView, echo_json, summary, test_file_name, write_atomic
 
@@ -231,6 +231,7 @@ def run_flower() -> None:
 
 cli.add_command(learning)
 cli.add_command(acl)
+cli.add_command(cache)
 
 
 def main() -> None:

@@ -74,6 +74,9 @@ def summary(report: dict[str, Any], written: Path | None) -> str:
         f"tokens {report['tokens']['in']} in / {report['tokens']['out']} out",
         f"rejected: {report['rejected_by_reason'] or 'none'}",
     ]
+    if report.get("cached"):
+        first = (report.get("cached_from") or {}).get("id", "?")
+        lines.append(f"answered from the result cache (generated earlier on {first}; the model was not used)")
     mutation = report.get("mutation")
     if mutation and mutation.get("tested"):
         lines.append(f"mutation score: {mutation['killed']}/{mutation['tested']} mutants killed")

@@ -254,7 +254,7 @@ def test_learning_user_is_confined_to_the_fleet_prefix(seeded):
 
 def test_default_templates_render_to_the_measured_rules():
     assert render_rules(AGENT_RULES, prefix="fleet", agent="a1") == [
-        "resetkeys", "~fleet:agent:a1:*", "%R~fleet:shared:*", "resetchannels", "+@all", "-@dangerous"]
+        "resetkeys", "~fleet:agent:a1:*", "%R~fleet:shared:*", "~fleet:cache:*", "resetchannels", "+@all", "-@dangerous"]
     assert render_rules(LEARNING_RULES, prefix="fleet") == [
         "resetkeys", "%R~fleet:agent:*", "~fleet:agent:*:sona:*", "~fleet:shared:*", "resetchannels", "+@all",
         "-@dangerous"]
@@ -376,7 +376,8 @@ def test_apply_users_returns_names_and_is_idempotent(fleet):
     assert fleet.agent("a1").get(fleet.keys.agent("a1", "x")) == "1"
     user = fleet.admin.acl_getuser(fleet.acl.agent_name("a1"))
     assert len(user["passwords"]) == 1
-    assert user["keys"] == [f"~{fleet.keys.prefix}:agent:a1:*", f"%R~{fleet.keys.prefix}:shared:*"]
+    assert user["keys"] == [f"~{fleet.keys.prefix}:agent:a1:*", f"%R~{fleet.keys.prefix}:shared:*",
+                            f"~{fleet.keys.prefix}:cache:*"]
 
 
 def test_apply_users_replaces_an_edited_template(fleet):

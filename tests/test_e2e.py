@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from fleet import config
+from fleet.sona.store import Micro
 from fleet.llm.models import resolve
 
 pytestmark = pytest.mark.e2e
@@ -64,6 +66,11 @@ def test_submit_runs_the_real_chain(agent_process, tmp_path):
                            text=True, timeout=300, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert f"{report['tests_kept']} passed" in rerun.stdout
+    learned = report["learning"]
+    assert learned["applied"] is True and 0.0 <= learned["reward"] <= 1.0
+    assert report["strategy"] == learned["strategy"]
+    micro = redis.Redis.from_url(agent_process["FLEET_REDIS_URL"]).get("e2e:agent:e2e-agent:sona:micro")
+    assert Micro.from_blob(micro).job_id == report["job_id"]
     print(f"e2e wall time {time.monotonic() - started:.1f}s, {report['tests_kept']} tests kept")
 
 

@@ -68,6 +68,24 @@ def test_resubmission_attaches_to_the_same_job(fleet):
     assert len(backend.prompts) == 1
 
 
+def test_a_repeated_job_whose_result_expired_is_answered_from_the_cache(fleet):
+    from celery.result import AsyncResult
+
+    client, backend = fleet
+    job = make_job(max_iterations=1)
+    job_id, _ = client.submit(job)
+    first = client.wait(job_id, timeout=120)
+    assert first["cached"] is False and first["learning"]["applied"] is True
+    prompts = len(backend.prompts)
+    AsyncResult(job_id, app=client.app).forget()  # as if celery.result_expires had passed
+    client.redis.delete(client.keys.job(job_id, "submitted"))  # and the submission marker's TTL
+    assert client.submit(job) == (job_id, True)
+    again = client.wait(job_id, timeout=60)
+    assert again["cached"] is True and again["learning"]["applied"] is False
+    assert len(backend.prompts) == prompts  # the model was not asked again
+    assert again["test_module"] == first["test_module"] and again["cached_from"]["id"] == "agent-t1"
+
+
 def test_status_lists_worker_queue_and_agent(fleet):
     client, _ = fleet
     status = client.status()

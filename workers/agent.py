@@ -20,7 +20,8 @@ from fleet.config import Settings
 from fleet.llm.base import Backend, Sampling
 from fleet.sandbox import Limits
 from fleet.sona.learner import Learner
-from fleet.sona.wiring import embedder_for, learner_for
+from fleet.cache import CacheSettings, ResultCache
+from fleet.sona.wiring import agent_client, embedder_for, learner_for
 from fleet.store import Keys, connect, register_agent
 from fleet.trm.loop import Engine, EngineSettings
 
@@ -58,6 +59,7 @@ class Agent:
     redis: Redis
     engine: Engine
     learner: Learner
+    cache: ResultCache
 
     @classmethod
     def start(cls, nodename: str | None, backend: Backend | None = None) -> "Agent":
@@ -69,7 +71,8 @@ class Agent:
         client = connect(settings["redis"]["url"], settings["redis"]["connect_timeout"])
         agent_id = agent_id_for(settings, nodename)
         embedder = embedder_for(settings, getattr(backend, "path", None), backend.model_id)
-        agent = cls(agent_id, settings, keys, client, engine, learner_for(settings, agent_id, embedder))
+        cache = ResultCache(agent_client(settings, agent_id), settings.prefix, CacheSettings.from_settings(settings))
+        agent = cls(agent_id, settings, keys, client, engine, learner_for(settings, agent_id, embedder), cache)
         register_agent(client, keys, agent.agent_id, {
             "node": nodename or "", "pid": os.getpid(), "model": backend.model_id, "model_sha256": backend.sha256,
         })

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from celery.utils.log import get_task_logger
 
 import redis
 
+from fleet.cache import cache_key
 from fleet.celeryconf import CONSOLIDATE_TASK, GENERATE_TASK, MAINTENANCE_TASK
 from fleet.sona.codec import CorruptState
 from fleet.sona.publisher import consolidate_fleet
@@ -41,15 +43,38 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
         raise PoisonJob(f"job {job.job_id} was delivered {deliveries} times (celery.max_deliveries); giving up")
     touch_agent(agent.redis, agent.keys, agent.agent_id)
     started = time.monotonic()
-    plan = agent.learner.plan(job.target_source, job.module)
-    report = agent.engine.run(job, progress=lambda p: self.update_state(state="PROGRESS", meta=p),
-                              examples=plan.examples, strategy=plan.strategy)
-    report["learning"] = _learn(agent, job, plan, report)
+    key = _cache_key(agent, job)
+    report = agent.cache.get(key)
+    if report is not None:
+        report["cached"], report["cached_from"] = True, report.get("agent")
+        report["learning"] = {"applied": False, "why": "answered from the result cache"}
+    else:
+        report = _generate(self, agent, job)
     report["agent"] = {"id": agent.agent_id, "namespace": agent.keys.agent(agent.agent_id),
                        "node": self.request.hostname, "deliveries": deliveries}
     report["wall_seconds"] = round(time.monotonic() - started, 3)
+    if not report["cached"]:
+        agent.cache.put(key, report, target=job.module)
     touch_agent(agent.redis, agent.keys, agent.agent_id, jobs_done=1)
     log.info("job %s: %d tests kept, quality %.3f", job.job_id, report["tests_kept"], report["quality"])
+    return report
+
+
+def _cache_key(agent: agent_mod.Agent, job: Job) -> str:
+    """The job's cache key: its bundle, target and options, the model, and the settings that shape output."""
+    engine = agent.engine
+    digest = {"engine": asdict(engine.settings.for_job(job)), "sampling": asdict(engine.sampling),
+              "python": engine.limits.python}
+    return cache_key(job, model_id=engine.backend.model_id, model_sha256=engine.backend.sha256, settings_digest=digest)
+
+
+def _generate(task: Any, agent: agent_mod.Agent, job: Job) -> dict[str, Any]:
+    """Plan with the learned policy, run the engine, learn from the report."""
+    plan = agent.learner.plan(job.target_source, job.module)
+    report = agent.engine.run(job, progress=lambda p: task.update_state(state="PROGRESS", meta=p),
+                              examples=plan.examples, strategy=plan.strategy)
+    report["cached"] = False
+    report["learning"] = _learn(agent, job, plan, report)
     return report
 
 

@@ -41,9 +41,9 @@ def arm_stats(store: SonaStore) -> dict[str, dict[str, float]]:
 
 
 def status(store: SonaStore, cfg: LearningSettings) -> dict[str, Any]:
-    version = store.current_version()
-    base = store.load_base(version)
-    blob = store.load_patterns_blob(version)
+    version, ref = store.current()
+    base = store.load_base(ref)
+    blob = store.load_patterns_blob(ref)
     return {"enabled": cfg.enabled, "version": version, "agents": store.agents(),
             "learned_since_consolidation": store.pending_jobs(), "consolidate_after_jobs": cfg.consolidate_after_jobs,
             "last_consolidation": base.report if base else None, "patterns": len(pat.loads(blob)) if blob else 0,
@@ -53,7 +53,7 @@ def status(store: SonaStore, cfg: LearningSettings) -> dict[str, Any]:
 def export(store: SonaStore, cfg: LearningSettings, path: Path) -> dict[str, Any]:
     """Write the published version (or version 0 from the seed) to ``path``; returns a summary."""
     base = current_base(store, cfg)
-    patterns = store.load_patterns_blob(base.version) or pat.dumps([])
+    patterns = store.load_patterns_blob(store.current()[1]) or pat.dumps([])
     doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_at": time.time(),
            "learning_version": base.version, "arms": base.arms, "base": base.blob(), "patterns": patterns}
     write_atomic(path, msgpack.packb(doc, use_bin_type=True))

@@ -37,7 +37,8 @@ def _pack_value(value: Any) -> Any:
 def _unpack_value(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == {"shape", "f4"}:
         shape = tuple(int(n) for n in value["shape"])
-        if len(value["f4"]) != 4 * int(np.prod(shape, dtype=np.int64)):
+        if any(n < 0 for n in shape) or not isinstance(value["f4"], bytes) or \
+                len(value["f4"]) != 4 * int(np.prod(shape, dtype=np.int64)):
             raise CorruptState(f"array bytes do not match shape {shape}")
         return np.frombuffer(value["f4"], dtype="<f4").reshape(shape).astype(np.float32)
     if isinstance(value, dict):
@@ -57,18 +58,23 @@ def raw_size(blob: bytes) -> int:
     return len(zlib.decompress(blob, bufsize=len(blob) * 4))
 
 
-def loads(blob: bytes, kind: str) -> dict[str, Any]:
-    """The fields of a ``kind`` blob, or CorruptState."""
+def loads(blob: bytes, kind: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of a ``kind`` blob that has every ``required`` field, or CorruptState."""
     try:
         inflater = zlib.decompressobj()
         body = inflater.decompress(blob, MAX_BLOB)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise CorruptState("blob is truncated or too large")
+        if inflater.unconsumed_tail or inflater.unused_data or not inflater.eof:
+            raise CorruptState("blob is truncated, too large or has trailing bytes")
         data = msgpack.unpackb(body, raw=False, strict_map_key=True, max_bin_len=MAX_BLOB, max_str_len=1 << 20,
                                max_array_len=1 << 20, max_map_len=1 << 16)
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("kind") != kind:
+            got = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise CorruptState(f"not a {kind} blob of format {FORMAT} (got {got!r})")
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise CorruptState(f"{kind} blob lacks {', '.join(missing)}")
+        return {k: _unpack_value(v) for k, v in data.items() if k not in ("format", "kind")}
+    except CorruptState:
+        raise
     except (zlib.error, ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
         raise CorruptState(f"undecodable {kind} blob: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("kind") != kind:
-        got = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise CorruptState(f"not a {kind} blob of format {FORMAT} (got {got!r})")
-    return {k: _unpack_value(v) for k, v in data.items() if k not in ("format", "kind")}

@@ -61,24 +61,24 @@ class Learner:
         self.arms = arms_from(cfg.arm_config())
         self.rng = np.random.default_rng(seed)
         self.template = fresh_head(cfg, len(self.arms))
-        self.base_version = 0
+        self.base_version, self.base_ref = 0, ""
         self.patterns: list[pat.Pattern] = []
 
     # -- shared state -----------------------------------------------------------------------
     def refresh(self) -> None:
         """Pick up a newer published base and its patterns (a version check before each job)."""
-        version = self.store.current_version()
-        if version == self.base_version:
+        version, ref = self.store.current()
+        if ref == self.base_ref:
             return
-        base = self.store.load_base(version)
+        base = self.store.load_base(ref)
         if base is None or base.arms != [a.name for a in self.arms] or base.w0.shape != self.template.w0.shape:
             log.warning("published learning version %s does not match this agent's arms; using version %s",
                         version, self.base_version)
             return
         self.template = PolicyHead(base.w0, base.adapter, self.template.micro)
-        blob = self.store.load_patterns_blob(version)
+        blob = self.store.load_patterns_blob(ref)
         self.patterns = pat.loads(blob) if blob else []
-        self.base_version = version
+        self.base_version, self.base_ref = version, ref
 
     def _micro(self, stored: Micro | None) -> Micro:
         if stored is None or stored.adapter.a.shape != self.template.micro.a.shape:
@@ -96,8 +96,9 @@ class Learner:
         epsilon = self.cfg.epsilon if self.cfg.enabled else 0.0
         arm, explored = self.head(micro).choose(x, epsilon=epsilon, rng=self.rng)
         strategy = self.arms[arm]
-        found = pat.retrieve(self.patterns, pattern_vector(x), top_k=self.cfg.patterns_top_k,
-                             min_confidence=self.cfg.pattern_min_confidence) if strategy.few_shot else []
+        query = pattern_vector(x)
+        found = pat.retrieve(self.patterns, query, top_k=self.cfg.patterns_top_k,
+                             min_confidence=self.cfg.pattern_min_confidence) if strategy.few_shot and query.any() else []
         return Plan(arm, strategy, explored, x, self.base_version, micro.version,
                     [(p.pattern_id, float(s)) for p, s in found], [p.exemplar for p, _ in found])
 
@@ -109,6 +110,7 @@ class Learner:
         if not self.cfg.enabled:
             return {**out, "applied": False, "why": "learning disabled (frozen policy)"}
         stats: dict[str, float] = {}
+        self.refresh()  # a consolidation may have landed during the job: step against the new base
 
         def update(stored: Micro | None) -> Micro:
             micro = self._micro(stored)

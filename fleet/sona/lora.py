@@ -65,7 +65,7 @@ class LowRank:
         gb = np.zeros_like(self.b)
         gb[arm] = g * self.scale * (self.a @ x)
         ga = g * self.scale * np.outer(self.b[arm], x)
-        return ga.astype(F32), gb
+        return ga.astype(F32), gb.astype(F32)
 
     def step(self, ga: np.ndarray, gb: np.ndarray, lr: float, clip: float) -> float:
         """SGD step with the joint gradient clipped to L2 norm ``clip``; returns the norm before clipping."""

@@ -48,7 +48,7 @@ def _parse(agent_id: str, entries: list[tuple[str, dict[str, bytes]]], d: int, o
         arms.append(int(f["arm"]))
         rewards.append(r)
         exemplar = f.get("exemplar", b"").decode()
-        if exemplar:
+        if exemplar and pattern_vector(x).any():
             out.samples.append(pat.Sample(f["job_id"].decode(), agent_id, f.get("module", b"").decode(),
                                           pattern_vector(x), r, exemplar))
         out.uses += [(pid, r) for pid in f.get("patterns", b"").decode().split(",") if pid]
@@ -92,7 +92,7 @@ def _patterns(previous: list[pat.Pattern], got: Gathered, cfg: LearningSettings,
 def current_base(store: SonaStore, cfg: LearningSettings) -> Base:
     """The published base, or version 0 built from the configured seed."""
     arms = arms_from(cfg.arm_config())
-    base = store.load_base(store.current_version())
+    base = store.load_base(store.current()[1])
     if base is not None:
         return base
     head = fresh_head(cfg, len(arms))
@@ -120,13 +120,14 @@ def _run(store: SonaStore, cfg: LearningSettings, crash_before_swap: bool) -> di
     fit = consolidate(base.w0, base.adapter, base.ewc, got.deltas, Replay.concat(got.replay, base.w0.shape[1]),
                       cfg.fit())
     version = base.version + 1
-    previous_blob = store.load_patterns_blob(base.version)
+    previous_blob = store.load_patterns_blob(store.current()[1])
     patterns = _patterns(pat.loads(previous_blob) if previous_blob else [], got, cfg, version,
                          np.random.default_rng(cfg.seed + version))
     report = {**fit.report, "version": version, "agents": len(got.cursors), "patterns": len(patterns),
               "pattern_uses": len(got.uses)}
     new = Base(fit.base, base.w0, fit.ewc, version, base.arms, got.cursors, report)
     store.publish(new, pat.dumps(patterns), crash_before_swap=crash_before_swap)
+    store.prune(cfg.keep_versions)
     template = fresh_head(cfg, len(base.arms)).micro
     for agent_id in store.agents():
         store.reset_micro(agent_id, lambda cur: Micro(template.copy(), (cur.version + 1) if cur else 0, "", version, 0))

@@ -32,6 +32,7 @@ class LearningSettings:
     replay_per_agent: int = 256
     experience_cap: int = 2000
     lock_timeout: float = 300.0
+    keep_versions: int = 5
     patterns_k: int = 8
     pattern_min_reward: float = 0.5
     patterns_top_k: int = 2

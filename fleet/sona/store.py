@@ -4,16 +4,17 @@
                                                  version, job_id, base_version, updates since reset)
     <prefix>:agent:<id>:sona:applied      zset   job ids whose update was applied (idempotency), capped
     <prefix>:agent:<id>:sona:experience   stream features, arm, reward, exemplar test, patterns used (capped)
-    <prefix>:shared:sona:base:<N>         blob   BaseLoRA version N (codec kind "base": adapter, W0, EWC state,
-                                                 stream cursors, report)
-    <prefix>:shared:sona:patterns:<N>     blob   shared patterns of version N (fleet.sona.patterns format)
-    <prefix>:shared:sona:current          int    the published version; written last (atomic publish)
+    <prefix>:shared:sona:base:<ref>       blob   a BaseLoRA version (codec kind "base": adapter, W0, EWC state,
+                                                 stream cursors, report); ref = "<N>-<random token>"
+    <prefix>:shared:sona:patterns:<ref>   blob   the shared patterns of that version (fleet.sona.patterns format)
+    <prefix>:shared:sona:current          str    the published ref; swapped last (atomic publish)
     <prefix>:shared:sona:lock             lock   held while a consolidation runs
     <prefix>:shared:sona:log              stream consolidation reports (capped)
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -47,7 +48,7 @@ class Micro:
 
     @classmethod
     def from_blob(cls, blob: bytes) -> "Micro":
-        f = codec.loads(blob, "micro")
+        f = codec.loads(blob, "micro", ("a", "b", "scale", "version", "job_id", "base_version", "updates"))
         return cls(LowRank(f["a"], f["b"], float(f["scale"])), int(f["version"]), str(f["job_id"]),
                    int(f["base_version"]), int(f["updates"]))
 
@@ -72,7 +73,8 @@ class Base:
 
     @classmethod
     def from_blob(cls, blob: bytes) -> "Base":
-        f = codec.loads(blob, "base")
+        f = codec.loads(blob, "base", ("a", "b", "scale", "w0", "fisher", "anchor", "version", "arms", "cursors",
+                                       "report"))
         return cls(LowRank(f["a"], f["b"], float(f["scale"])), f["w0"], EwcState(f["fisher"], f["anchor"]),
                    int(f["version"]), list(f["arms"]), dict(f["cursors"]), dict(f["report"]))
 
@@ -138,16 +140,21 @@ class SonaStore:
         return self._transact([micro_key, applied], body)
 
     # -- shared, read ---------------------------------------------------------------------
-    def current_version(self) -> int:
-        value = self.client.get(self.keys.shared("sona", "current"))
-        return int(value) if value else 0
+    def current(self) -> tuple[int, str]:
+        """(version, ref) of the published version; (0, "") before the first consolidation."""
+        ref = self.client.get(self.keys.shared("sona", "current"))
+        ref = _text(ref) if ref else ""
+        return (int(ref.split("-", 1)[0]), ref) if ref else (0, "")
 
-    def load_base(self, version: int) -> Base | None:
-        blob = self.client.get(self.keys.shared("sona", "base", str(version))) if version else None
+    def current_version(self) -> int:
+        return self.current()[0]
+
+    def load_base(self, ref: str) -> Base | None:
+        blob = self.client.get(self.keys.shared("sona", "base", ref)) if ref else None
         return Base.from_blob(blob) if blob else None
 
-    def load_patterns_blob(self, version: int) -> bytes | None:
-        return self.client.get(self.keys.shared("sona", "patterns", str(version))) if version else None
+    def load_patterns_blob(self, ref: str) -> bytes | None:
+        return self.client.get(self.keys.shared("sona", "patterns", ref)) if ref else None
 
     # -- consolidation side ---------------------------------------------------------------
     def agents(self) -> list[str]:
@@ -173,23 +180,45 @@ class SonaStore:
     def lock(self, timeout: float) -> redis.lock.Lock:
         return self.client.lock(self.keys.shared("sona", "lock"), timeout=timeout, blocking=False)
 
-    def publish(self, base: Base, patterns_blob: bytes, *, crash_before_swap: bool = False) -> None:
-        """Write version N's blobs, then swap the pointer to N (only if it still names N − 1)."""
-        version = base.version
-        self.client.set(self.keys.shared("sona", "base", str(version)), base.blob())
-        self.client.set(self.keys.shared("sona", "patterns", str(version)), patterns_blob)
+    def publish(self, base: Base, patterns_blob: bytes, *, crash_before_swap: bool = False) -> str:
+        """Write version N's blobs under a fresh ref, then swap the pointer to it, only if the
+        pointer still names version N − 1 (else the blobs are removed and RuntimeError raised).
+        A crash before the swap leaves an unreferenced ref and version N − 1 in force."""
+        ref = f"{base.version}-{secrets.token_hex(4)}"
+        blobs = {self.keys.shared("sona", "base", ref): base.blob(), self.keys.shared("sona", "patterns", ref): patterns_blob}
+        self.client.mset(blobs)
         if crash_before_swap:
             raise RuntimeError("injected crash between write and swap")
         pointer = self.keys.shared("sona", "current")
-        with self.client.pipeline() as pipe:
-            pipe.watch(pointer)
-            if (int(pipe.get(pointer) or 0)) != version - 1:
-                raise RuntimeError(f"version {version - 1} is no longer current; another consolidation published")
+
+        def swap(pipe: redis.client.Pipeline) -> bool:
+            ref_now = pipe.get(pointer)
+            if (int(_text(ref_now).split("-", 1)[0]) if ref_now else 0) != base.version - 1:
+                return False
             pipe.multi()
-            pipe.set(pointer, version)
-            pipe.execute()
-        self.client.xadd(self.keys.shared("sona", "log"), {"version": version, "report": codec.dumps("report", base.report)},
-                         maxlen=LOG_CAP, approximate=True)
+            pipe.set(pointer, ref)
+            return True
+
+        if not self._transact([pointer], swap):
+            self.client.delete(*blobs)
+            raise RuntimeError(f"version {base.version - 1} is no longer current; another consolidation published")
+        self.client.xadd(self.keys.shared("sona", "log"), {"version": base.version, "ref": ref,
+                         "report": codec.dumps("report", base.report)}, maxlen=LOG_CAP, approximate=True)
+        return ref
+
+    def prune(self, keep: int) -> int:
+        """Delete the blobs of versions ≤ N − ``keep`` and the unreferenced refs of version N
+        (left by a crash before the swap); returns keys deleted."""
+        version, current = self.current()
+        stale = []
+        for key in self.client.scan_iter(self.keys.shared("sona", "*"), count=500):
+            kind, ref = _text(key).rsplit(":", 2)[-2:]
+            if kind not in ("base", "patterns") or ref == current:
+                continue
+            ref_version = int(ref.split("-", 1)[0])
+            if ref_version <= version - keep or ref_version == version:
+                stale.append(key)
+        return int(self.client.delete(*stale)) if stale else 0
 
     def reset_micro(self, agent_id: str, fresh: Callable[[Micro | None], Micro]) -> None:
         """Replace the agent's MicroLoRA by ``fresh(current)`` atomically (its experience stays in

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import redis
+
 from fleet.acl import agent_url, learning_url
 from fleet.config import Settings
 from fleet.sona.features import Embedder, Featurizer, HashEmbedder, LlamaEmbedder
@@ -24,10 +26,14 @@ def embedder_for(settings: Settings, model_path: Path | None, model_id: str) -> 
     return LlamaEmbedder(model_path, model_id=model_id, n_ctx=cfg.embed_ctx, n_threads=settings["model"]["n_threads"])
 
 
+def agent_client(settings: Settings, agent_id: str) -> redis.Redis:
+    """A binary client connected as the agent's own Redis user when ACLs are on."""
+    return binary_client(agent_url(settings, agent_id), settings["redis"]["connect_timeout"])
+
+
 def agent_store(settings: Settings, agent_id: str) -> SonaStore:
-    """The agent's learning store, connected as the agent's own Redis user when ACLs are on."""
-    return SonaStore(binary_client(agent_url(settings, agent_id), settings["redis"]["connect_timeout"]),
-                     Keys(settings.prefix))
+    """The agent's learning store (:func:`agent_client`)."""
+    return SonaStore(agent_client(settings, agent_id), Keys(settings.prefix))
 
 
 def learning_store(settings: Settings) -> SonaStore:

@@ -1,4 +1,5 @@
-"""``fleet learning …`` and ``fleet acl …``: the learning state and the Redis users that guard it."""
+"""``fleet learning …``, ``fleet acl …`` and ``fleet cache …``: the learning state, the Redis users
+that guard it, and the result cache."""
 
 from __future__ import annotations
 
@@ -158,3 +159,48 @@ def acl_apply(count: int | None, names: tuple[str, ...]) -> None:
     admin = connect(settings["redis"]["url"], settings["redis"]["connect_timeout"])
     users = apply_from_settings(admin, settings, agents)
     click.echo(f"applied {len(users)} user(s): {', '.join(users)}")
+
+
+@click.group()
+def cache() -> None:
+    """The result cache: repeated jobs answered without touching the model."""
+
+
+def _cache():
+    from fleet.cache import CacheSettings, ResultCache
+    from fleet.sona.store import binary_client
+    from fleet.store import connect
+
+    settings = config.load()
+    connect(settings["redis"]["url"], settings["redis"]["connect_timeout"])  # FleetUnreachable with a hint
+    client = binary_client(settings["redis"]["url"], settings["redis"]["connect_timeout"])
+    return ResultCache(client, settings.prefix, CacheSettings.from_settings(settings))
+
+
+@cache.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def cache_stats(as_json: bool) -> None:
+    """Hits, misses, corrupt entries found, hit ratio, entries and bytes.
+
+    \b
+    Example:
+      fleet cache stats --json
+    """
+    doc = _cache().stats()
+    if as_json:
+        echo_json(doc)
+        return
+    click.echo(f"entries {doc['entries']} ({doc['bytes']} bytes); hits {doc['hits']}, misses {doc['misses']}, "
+               f"corrupt {doc['errors']}; hit ratio {doc['hit_ratio']:.1%}")
+
+
+@cache.command("clear")
+@click.option("--target", help="Only the entries of this module (dotted name), e.g. shapes.intervals.")
+def cache_clear(target: str | None) -> None:
+    """Delete cached results: of one target, or all of them (and the counters).
+
+    \b
+    Example:
+      fleet cache clear --target shapes.intervals
+    """
+    click.echo(f"deleted {_cache().clear(target)} cached result(s)")
