@@ -1,5 +1,5 @@
-"""``fleet learning …``, ``fleet acl …`` and ``fleet cache …``: the learning state, the Redis users
-that guard it, and the result cache."""
+"""``fleet learning …``, ``fleet acl …``, ``fleet cache …`` and ``fleet flags``: the learning state,
+the Redis users that guard it, the result cache and the feature flags."""
 
 from __future__ import annotations
 
@@ -204,3 +204,25 @@ def cache_clear(target: str | None) -> None:
       fleet cache clear --target shapes.intervals
     """
     click.echo(f"deleted {_cache().clear(target)} cached result(s)")
+
+
+@click.command("flags")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def flags_cmd(as_json: bool) -> None:
+    """The feature flags in force, and where each value came from.
+
+    Agents read them at the start of every job: change them in the FLEET_CONFIG file (no restart)
+    or with the listed environment variable (restart the agents).
+
+    \b
+    Example:
+      FLEET_ENGINE_TRM_ENABLED=0 fleet flags
+    """
+    from fleet.flags import describe
+
+    rows = describe(config.load())
+    if as_json:
+        echo_json({"flags": rows})
+        return
+    for r in rows:
+        click.echo(f"{r['flag']:16} {str(r['value']):16} from {r['source']:28} (setting {r['setting']}, env {r['env']})")

@@ -122,3 +122,26 @@ def test_resubmitting_a_failed_job_runs_it_afresh(fleet, redis_server):
     again_id, sent = client.submit(job)
     assert (again_id, sent) == (job_id, True)
     assert client.wait(job_id, timeout=120)["tests_kept"] == 2
+
+
+def test_flags_are_read_at_job_start(fleet, monkeypatch):
+    """trm off → one generation pass; sona off → frozen policy, no update; cache off → the model
+    runs again for a repeated job. Changed while the agent runs, without a restart."""
+    from celery.result import AsyncResult
+
+    client, backend = fleet
+    monkeypatch.setenv("FLEET_ENGINE_TRM_ENABLED", "0")
+    monkeypatch.setenv("FLEET_LEARNING_ENABLED", "0")
+    monkeypatch.setenv("FLEET_CACHE_ENABLED", "0")
+    job = make_job(max_iterations=3)
+    job_id, _ = client.submit(job)
+    report = client.wait(job_id, timeout=120)
+    assert report["flags"] == {"trm": False, "sona": False, "cache": False, "strategy": "cost-optimized"}
+    assert len(report["iterations"]) == 1 and len(report["iterations"][0]["attempts"]) == 1
+    assert report["learning"]["applied"] is False and report["learning"]["explored"] is False
+    prompts = len(backend.prompts)
+    AsyncResult(job_id, app=client.app).forget()
+    client.redis.delete(client.keys.job(job_id, "submitted"))
+    client.submit(job)
+    again = client.wait(job_id, timeout=120)
+    assert again["cached"] is False and len(backend.prompts) == prompts + 1

@@ -18,6 +18,7 @@ from fleet.sona.publisher import consolidate_fleet
 from fleet.sona.settings import LearningSettings
 from fleet.sona.wiring import learning_store
 from fleet.errors import BadInput, FleetError
+from fleet.flags import Flags
 from fleet.jobs import Job, limits_from
 from fleet.store import count_delivery, list_agents, touch_agent
 from workers import agent as agent_mod
@@ -43,36 +44,39 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
         raise PoisonJob(f"job {job.job_id} was delivered {deliveries} times (celery.max_deliveries); giving up")
     touch_agent(agent.redis, agent.keys, agent.agent_id)
     started = time.monotonic()
-    key = _cache_key(agent, job)
-    report = agent.cache.get(key)
+    flags = Flags.now()
+    key = _cache_key(agent, job, flags)
+    report = agent.cache.get(key) if flags.cache else None
     if report is not None:
         report["cached"], report["cached_from"] = True, report.get("agent")
         report["learning"] = {"applied": False, "why": "answered from the result cache"}
     else:
-        report = _generate(self, agent, job)
+        report = _generate(self, agent, job, flags)
+    report["flags"] = asdict(flags)
     report["agent"] = {"id": agent.agent_id, "namespace": agent.keys.agent(agent.agent_id),
                        "node": self.request.hostname, "deliveries": deliveries}
     report["wall_seconds"] = round(time.monotonic() - started, 3)
-    if not report["cached"]:
+    if flags.cache and not report["cached"]:
         agent.cache.put(key, report, target=job.module)
     touch_agent(agent.redis, agent.keys, agent.agent_id, jobs_done=1)
     log.info("job %s: %d tests kept, quality %.3f", job.job_id, report["tests_kept"], report["quality"])
     return report
 
 
-def _cache_key(agent: agent_mod.Agent, job: Job) -> str:
-    """The job's cache key: its bundle, target and options, the model, and the settings that shape output."""
+def _cache_key(agent: agent_mod.Agent, job: Job, flags: Flags) -> str:
+    """The job's cache key: its bundle, target and options, the model, and the settings that shape
+    output (engine, sampling, the sandbox's python, the trm flag and the routing strategy)."""
     engine = agent.engine
     digest = {"engine": asdict(engine.settings.for_job(job)), "sampling": asdict(engine.sampling),
-              "python": engine.limits.python}
+              "python": engine.limits.python, "trm": flags.trm, "strategy": flags.strategy}
     return cache_key(job, model_id=engine.backend.model_id, model_sha256=engine.backend.sha256, settings_digest=digest)
 
 
-def _generate(task: Any, agent: agent_mod.Agent, job: Job) -> dict[str, Any]:
+def _generate(task: Any, agent: agent_mod.Agent, job: Job, flags: Flags) -> dict[str, Any]:
     """Plan with the learned policy, run the engine, learn from the report."""
-    plan = agent.learner.plan(job.target_source, job.module)
+    plan = agent.learner.plan(job.target_source, job.module, learning=flags.sona)
     report = agent.engine.run(job, progress=lambda p: task.update_state(state="PROGRESS", meta=p),
-                              examples=plan.examples, strategy=plan.strategy)
+                              examples=plan.examples, strategy=plan.strategy, refine=flags.trm)
     report["cached"] = False
     report["learning"] = _learn(agent, job, plan, report)
     return report

@@ -1,9 +1,9 @@
-"""The model backend interface the engine talks to, and the record of one completion."""
+"""The provider interface the engine talks to, and the records of one completion and its usage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Iterator, Protocol
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class Completion:
     prompt_seconds: float
     cached_tokens: int = 0
     finish_reason: str = "stop"
+    full_reply: bool = False  # text is the whole reply (a remote chat API cannot be prefilled)
+    provider: str = "local"
+    cpu_seconds: float = 0.0  # CPU time this process spent on the request (local inference)
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,51 @@ class Message:
     content: str
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What one job (or request) consumed on one provider; priced by :func:`fleet.costs.cost`."""
+
+    provider: str
+    model_id: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cpu_seconds: float = 0.0
+
+
 class Backend(Protocol):
-    """A text model. ``prefill`` is text the assistant reply is forced to start with."""
+    """A text model. ``prefill`` is text the assistant reply is forced to start with (providers
+    that cannot prefill return ``full_reply=True``)."""
 
     model_id: str
     sha256: str
 
     def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Completion:
+        ...
+
+
+class Provider(Backend, Protocol):
+    """A backend with everything the router and operators need."""
+
+    name: str  # "local" or "remote"
+    n_ctx: int
+
+    def stream(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Iterator[str]:
+        """The reply's text pieces as they are generated."""
+        ...
+
+    def embed(self, text: str) -> list[float]:
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        ...
+
+    def health(self) -> bool:
+        """True if a request can be served now (cheap; no generation)."""
+        ...
+
+    def metadata(self) -> dict[str, Any]:
+        """{"provider", "model_id", "n_ctx", "sha256"} (sha256 "" when the provider cannot tell)."""
+        ...
+
+    def shutdown(self) -> None:
         ...

@@ -39,6 +39,7 @@ class Plan:
     micro_version: int
     patterns: list[tuple[str, float]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
+    learning: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {"arm": self.arm, "strategy": self.strategy.name, "explored": self.explored,
@@ -89,25 +90,28 @@ class Learner:
         return PolicyHead(self.template.w0, self.template.base, micro.adapter)
 
     # -- one job --------------------------------------------------------------------------
-    def plan(self, source: str, module: str) -> Plan:
+    def plan(self, source: str, module: str, *, learning: bool | None = None) -> Plan:
+        """Choose the job's arm; ``learning`` (flag sona.enabled, default learning.enabled) off =
+        frozen: greedy, and :meth:`learn` will not update."""
+        learning = self.cfg.enabled if learning is None else learning
         self.refresh()
         x = self.featurizer.features(source, module)
         micro = self._micro(self.store.load_micro(self.agent_id))
-        epsilon = self.cfg.epsilon if self.cfg.enabled else 0.0
+        epsilon = self.cfg.epsilon if learning else 0.0
         arm, explored = self.head(micro).choose(x, epsilon=epsilon, rng=self.rng)
         strategy = self.arms[arm]
         query = pattern_vector(x)
         found = pat.retrieve(self.patterns, query, top_k=self.cfg.patterns_top_k,
                              min_confidence=self.cfg.pattern_min_confidence) if strategy.few_shot and query.any() else []
         return Plan(arm, strategy, explored, x, self.base_version, micro.version,
-                    [(p.pattern_id, float(s)) for p, s in found], [p.exemplar for p, _ in found])
+                    [(p.pattern_id, float(s)) for p, s in found], [p.exemplar for p, _ in found], learning)
 
     def learn(self, job_id: str, plan: Plan, report: dict[str, Any]) -> dict[str, Any]:
         """Reward the plan's arm; one SGD step on the MicroLoRA unless this job was applied before."""
         r = reward(report)
         out: dict[str, Any] = {"reward": round(r, 4), "reward_parts": {k: round(v, 4) for k, v in parts(report).items()},
                                **plan.as_dict()}
-        if not self.cfg.enabled:
+        if not plan.learning:
             return {**out, "applied": False, "why": "learning disabled (frozen policy)"}
         stats: dict[str, float] = {}
         self.refresh()  # a consolidation may have landed during the job: step against the new base

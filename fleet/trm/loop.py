@@ -91,22 +91,25 @@ class Engine:
         self.backend, self.sampling, self.settings, self.limits = backend, sampling, settings, limits
 
     def run(self, job: Job, *, progress: Progress | None = None, examples: list[str] | None = None,
-            strategy: Strategy | None = None) -> dict[str, Any]:
+            strategy: Strategy | None = None, refine: bool = True) -> dict[str, Any]:
         """Generate a test module for ``job``; returns the report (a JSON-safe dict). ``strategy``
         (default: focused prompts at the configured temperature) is what the learning policy chose;
-        ``examples`` are exemplar tests shown to the model."""
+        ``examples`` are exemplar tests shown to the model; ``refine=False`` (flag trm.enabled off)
+        makes a single generation pass: one iteration of one prompt."""
+        settings = self.settings.for_job(job)
+        if not refine:
+            settings = replace(settings, max_iterations=1, prompts_per_iteration=1)
         with Sandbox(job.files, job.target_path, self.limits) as sandbox:
-            return _Run(self, job, sandbox, progress or (lambda _: None), examples or [], strategy).execute()
+            return _Run(self, job, sandbox, progress or (lambda _: None), examples or [], strategy, settings).execute()
 
 
 class _Run:
     """The state of one job's loop."""
 
     def __init__(self, engine: Engine, job: Job, sandbox: Sandbox, progress: Progress, examples: list[str],
-                 strategy: Strategy | None) -> None:
-        self.engine, self.job, self.sandbox = engine, job, sandbox
+                 strategy: Strategy | None, settings: EngineSettings) -> None:
+        self.engine, self.job, self.sandbox, self.cfg = engine, job, sandbox, settings
         self.strategy = strategy or Strategy(temperature=engine.sampling.temperature)
-        self.cfg = engine.settings.for_job(job)
         self.progress, self.examples = progress, examples
         self.source = job.target_source
         self.analysis: Analysis = analyse(self.source, job.module)
