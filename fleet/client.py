@@ -52,10 +52,10 @@ class Client:
             return job_id, False
         if previous.state in ("FAILURE", "REVOKED"):  # a retry after a failure is a fresh attempt
             previous.forget()
-            self.redis.delete(self.keys.job(job_id, "deliveries"))
             self.redis.set(marker, "1", ex=ttl)
         elif not self.redis.set(marker, "1", nx=True, ex=ttl):
             return job_id, False
+        self.redis.delete(self.keys.job(job_id, "deliveries"))  # a new submission: count its deliveries afresh
         self.app.send_task(GENERATE_TASK, args=[job.to_dict()], task_id=job_id, queue=GENERATE_QUEUE)
         return job_id, True
 

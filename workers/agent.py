@@ -91,6 +91,11 @@ def current() -> Agent:
     return _current
 
 
+def installed() -> Agent | None:
+    """This process's agent if one was started or installed, else None."""
+    return _current
+
+
 def install(agent: Agent | None) -> None:
     """Set (or clear) this process's agent; used by the worker signal and by tests."""
     global _current

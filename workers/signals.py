@@ -18,5 +18,7 @@ def remember_nodename(sender: str | None = None, **_: object) -> None:
 
 @worker_process_init.connect
 def load_model(**_: object) -> None:
-    """In each pool process, after fork: load the model once and register the agent."""
-    agent.install(agent.Agent.start(os.environ.get("FLEET_AGENT_NODENAME")))
+    """In each pool process, after fork: load the model once and register the agent (unless an
+    agent was installed already, as an in-process test worker does)."""
+    if agent.installed() is None:
+        agent.install(agent.Agent.start(os.environ.get("FLEET_AGENT_NODENAME")))
