@@ -201,9 +201,16 @@ def test_trm_suitable_between_the_extremes_or_on_request(level, refine, expected
 # --- settings ----------------------------------------------------------------------------------
 
 
-def test_settings_default_without_a_router_section():
+def test_settings_defaults_match_default_toml_and_a_missing_section():
     assert RouterSettings.from_settings(load(environ={})) == RouterSettings()
+    assert RouterSettings.from_settings(Settings(values={}, sources={})) == RouterSettings()
     assert RouterSettings().cutoffs == Cutoffs()
+
+
+def test_settings_from_the_environment():
+    env = {"FLEET_ROUTER_STRATEGY": "local-only", "FLEET_ROUTER_PRIVATE_GLOBS": "secret/*, *_keys.py"}
+    cfg = RouterSettings.from_settings(load(environ=env))
+    assert cfg.strategy == "local-only" and cfg.private_globs == ("secret/*", "*_keys.py")
 
 
 def test_settings_read_and_converted_from_the_router_section():
@@ -413,6 +420,17 @@ def test_breaker_counts_stay_consistent_under_threads():
     assert (snap["consecutive_failures"], snap["opens"], snap["state"]) == (16 * 300, 1, "open")
 
 
+def test_the_clock_is_read_under_the_lock():
+    """White-box: every method reading the clock holds the breaker's lock (the GIL hides races)."""
+    held: list[bool] = []
+    breaker = CircuitBreaker(1, 60.0, clock=lambda: held.append(breaker._lock.locked()) or 0.0)
+    breaker.allow()
+    breaker.record_failure()
+    breaker.state
+    breaker.snapshot()
+    assert held == [True] * 4
+
+
 def test_concurrent_callers_get_exactly_one_probe():
     breaker, clock = open_breaker()
     clock.advance(60)
@@ -499,7 +517,8 @@ def test_half_open_probe_after_reset_reaches_the_primary_once():
     local.down = False
     assert ask(backend).text == "reply from local"
     assert local.calls == 5 and backend.model_id == "local-model"
-    assert backend.record()["breakers"]["local"]["state"] == "closed"
+    rec = backend.record()
+    assert rec["breakers"]["local"]["state"] == "closed" and rec["fallback_taken"] is True
 
 
 def test_usage_sums_per_provider():
@@ -520,6 +539,14 @@ def test_scripted_backend_without_a_name_takes_the_decisions_provider():
     ask(backend)
     assert backend.provider == "local" and backend.usage()[0].provider == "local"
     assert backend.usage()[0].model_id == "scripted" and backend.usage()[0].prompt_tokens == len("write tests") // 4
+
+
+def test_a_nameless_fallback_is_the_other_provider():
+    local = FakeBackend("local", down=True)
+    backend = RoutedBackend(local, ScriptedBackend(["ok"]), make_breakers(RouterSettings()), local_decision())
+    assert ask(backend).text == "ok"
+    assert backend.provider == "remote" and backend.record()["provider_used"] == ["remote"]
+    assert backend.record()["breakers"]["remote"]["state"] == "closed"
 
 
 def test_both_down_raises_no_provider():

@@ -127,7 +127,7 @@ def private_reason(job: Job, cfg: RouterSettings) -> str | None:
         glob = next((g for g in cfg.private_globs if fnmatch.fnmatchcase(path, g)), None)
         if glob is not None:
             return f"{path} matches the private glob {glob!r}"
-        if path == job.target_path and _marked(job.files[path], cfg.private_marker):
+        if _marked(job.files[path], cfg.private_marker):
             return f"{path} carries the private marker {cfg.private_marker!r}"
     return None
 
