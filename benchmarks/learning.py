@@ -232,7 +232,7 @@ def run_stages(world: World, method: Method, cfg: LearningSettings, sizes: Sizes
     """R (T×T) for one method on one world (module docstring)."""
     rng = np.random.default_rng([seed, 1])
     fleet, log = SimFleet(cfg, world.env.means.shape[1], sizes.agents, rng), Experience()
-    past = Reservoir(cfg.replay_per_agent, rng)
+    past = Reservoir(cfg.replay_per_agent, np.random.default_rng([seed, 4]))
     rows = []
     for k, tasks in enumerate(world.stages):
         stage_start = start = len(log)
@@ -283,7 +283,7 @@ def run_continual(cfg: LearningSettings, grounding: Grounding, sizes: Sizes, see
         for m in methods:
             per[m.label].append(frozen_scores(world, cfg, sizes) if m.replay == "none"
                                 else run_stages(world, m, cfg, sizes, seed))
-    out = {"methods": [asdict(m) for m in methods], "R": {}, "metrics": {}}
+    out = {"methods": [asdict(m) for m in methods], "reservoir": cfg.replay_per_agent, "R": {}, "metrics": {}}
     for m in methods:
         ms = [metrics(r) for r in per[m.label]]
         out["R"][m.label] = [r.round(4).tolist() for r in per[m.label]]
@@ -306,6 +306,9 @@ def print_continual(res: dict[str, Any], sizes: Sizes, seeds: int) -> None:
     print_table(f"mean R[k, j] for {label} (rows: after stage k; columns: family j in presentation order)",
                 ("k",) + tuple(f"j={j}" for j in range(len(mean_r))),
                 [(k,) + tuple(f"{v:.3f}" for v in row) for k, row in enumerate(mean_r)])
+    print(f"R is normalised by the best arm's expected reward. Replay-only mixes a reservoir of "
+          f"{res['reservoir']} past-stage jobs into each consolidation. ρ above 1 means an old family's score rose "
+          f"after its own stage (a low R[j,j]), not better-than-perfect retention: read ρ with ACC and R[j,j].")
 
 
 # -- the stream through real Learners and consolidate_fleet --------------------------------------
@@ -411,7 +414,8 @@ def run_stream(cfg: LearningSettings, grounding: Grounding, sizes: Sizes, seeds:
             with scratch_store(url, f"{name}-{seed}") as store:
                 runs[name].append(stream_fleet(store, c, env, tasks, families, sizes.agents, seed) if store
                                   else stream_sim(c, env, tasks, families, sizes.agents, seed))
-    return summarise_stream(runs, sizes, "redis" if url else "in-process")
+    return {**summarise_stream(runs, sizes, "redis" if url else "in-process"),
+            "frozen_arm": arms_from(cfg.arm_config())[0].name}
 
 
 def _gain(learning: np.ndarray, frozen: np.ndarray) -> float:
@@ -448,7 +452,9 @@ def print_stream(res: dict[str, Any], sizes: Sizes, seeds: int) -> None:
     g = res["gains_pct"]
     print(f"gain of learning over frozen, last {sizes.stream_jobs - sizes.stream_jobs // 2} jobs: "
           f"{fmt(g['rewards last half'], 1)} % realised reward ({fmt(g['expected last half'], 1)} % expected reward "
-          f"of the chosen arms); whole stream: {fmt(g['rewards whole'], 1)} % ({fmt(g['expected whole'], 1)} %)")
+          f"of the chosen arms); whole stream: {fmt(g['rewards whole'], 1)} % ({fmt(g['expected whole'], 1)} %). "
+          f"The frozen policy is the version-0 head: every logit is 0, so argmax picks arm 0 "
+          f"({res['frozen_arm']}) for every job.")
 
 
 # -- micro-benchmarks ------------------------------------------------------------------------
@@ -535,12 +541,14 @@ def fleet_consolidation(cfg: LearningSettings, k: int, agents: int, per_agent: i
         with scratch_store(url, f"micro-{agents}-{per_agent}-{rep}") as store:
             populate(store, cfg, k, agents, per_agent, np.random.default_rng(rep))
             blobs = {"micro": store.load_micro("agent0").blob()}
+            stream_bytes = int(store.client.memory_usage(store.experience_key("agent0")) or 0)
             t = time.perf_counter()
             report = consolidate_fleet(store, cfg)
             times.append(time.perf_counter() - t)
             assert report.get("ran") and report["samples"] == agents * per_agent, report
             blobs["base"] = current_base(store, cfg).blob()
-    return times, {name: {"bytes": len(b), "raw_bytes": codec.raw_size(b)} for name, b in blobs.items()}
+    measured = {name: {"bytes": len(b), "raw_bytes": codec.raw_size(b)} for name, b in blobs.items()}
+    return times, {**measured, "experience entry": {"bytes": stream_bytes // per_agent, "raw_bytes": None}}
 
 
 def run_micro(cfg: LearningSettings, sizes: Sizes, url: str | None) -> dict[str, Any]:
@@ -568,11 +576,16 @@ def print_micro(res: dict[str, Any]) -> None:
                 "consolidate_fleet = gather from Redis + fit + patterns + publish + micro resets",
                 ("agents", "replay", "per agent", "samples", "runs", "consolidate() median", "max",
                  "consolidate_fleet median", "max"), rows)
-    blobs = next((c["blobs"] for c in reversed(res["consolidation"]) if c.get("blobs")), None)
-    if blobs:
-        print_table("Learning state in Redis (one agent's MicroLoRA; the published BaseLoRA with W0, EWC state, cursors)",
+    print("replay 'trigger window' = the consolidate_after_jobs jobs that trigger a consolidation, spread over the "
+          "agents; 'replay_per_agent' = the most a consolidation reads (every agent at its cap).")
+    last = next((c for c in reversed(res["consolidation"]) if c.get("blobs")), None)
+    if last:
+        print_table(f"Learning state in Redis after a consolidation of {last['agents']} agents (one agent's MicroLoRA; "
+                    f"the published BaseLoRA with W0, EWC state and {last['agents']} stream cursors; one experience "
+                    f"entry = Redis MEMORY USAGE of a stream / entries, not compressed)",
                     ("blob", "bytes", "raw msgpack bytes", "compression ratio"),
-                    [(name, b["bytes"], b["raw_bytes"], f"{b['raw_bytes'] / b['bytes']:.2f}") for name, b in blobs.items()])
+                    [(name, b["bytes"], b["raw_bytes"] or "-", f"{b['raw_bytes'] / b['bytes']:.2f}" if b["raw_bytes"]
+                      else "-") for name, b in last["blobs"].items()])
 
 
 # -- Redis for the benchmark -----------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fleet import config
-from fleet.cli_admin import acl, cache, flags_cmd, learning
+from fleet.cli_admin import acl, cache, costs_cmd, flags_cmd, learning
 from fleet.errors import FleetError, JobFailed
 from fleet.output import ProgressView, echo_json, summary, test_file_name, write_atomic
 
@@ -233,6 +233,7 @@ cli.add_command(learning)
 cli.add_command(acl)
 cli.add_command(cache)
 cli.add_command(flags_cmd)
+cli.add_command(costs_cmd)
 
 
 def main() -> None:

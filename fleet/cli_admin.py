@@ -226,3 +226,35 @@ def flags_cmd(as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{r['flag']:16} {str(r['value']):16} from {r['source']:28} (setting {r['setting']}, env {r['env']})")
+
+
+@click.command("costs")
+@click.option("--hours", type=click.FloatRange(min=0.01), default=24.0, show_default=True,
+              help="Period to sum over, ending now.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def costs_cmd(hours: float, as_json: bool) -> None:
+    """The fleet's spend per provider and the savings against sending every job to the cloud.
+
+    The counterfactual prices each job's real token counts at the remote rates ([prices]).
+    Savings below 50% over a day is the alert the seed design asks for.
+
+    \b
+    Example:
+      fleet costs --hours 24 --json
+    """
+    import time
+
+    from fleet.costs import PriceTable, summarise
+    from fleet.store import Keys, connect, read_usage
+
+    settings = config.load()
+    client = connect(settings["redis"]["url"], settings["redis"]["connect_timeout"])
+    doc = {"hours": hours, **summarise(PriceTable.from_settings(settings),
+                                       read_usage(client, Keys(settings.prefix), time.time() - hours * 3600))}
+    if as_json:
+        echo_json(doc)
+        return
+    spend = ", ".join(f"{k} {v:.4f}" for k, v in doc["spend"].items()) or "nothing"
+    savings = "n/a (no tokens)" if doc["savings"] is None else f"{doc['savings']:.1%}"
+    click.echo(f"last {hours:g} h: spend {doc['total']:.4f} ({spend}); cloud-only would cost {doc['cloud_only']:.4f}; "
+               f"savings {savings}; tokens {doc['tokens']['prompt']} in / {doc['tokens']['completion']} out")

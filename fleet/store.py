@@ -2,6 +2,7 @@
 
 Key layout (``<prefix>`` is ``fleet.prefix``):
     <prefix>:agent:<id>:info          hash   one agent's registry entry (model, node, counters)
+    <prefix>:agent:<id>:usage         stream provider usage per job (tokens, CPU seconds), for `fleet costs`
     <prefix>:agent:<id>:…             the agent's own namespace (learning state lives here)
     <prefix>:shared:…                 fleet-wide state (maintenance sweeps, shared patterns)
     <prefix>:job:<job_id>:deliveries  int    times the job was delivered to an agent
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from fleet.costs import PriceTable
 from fleet.errors import FleetUnreachable
+from fleet.llm.base import Usage
 
 AGENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -97,3 +100,31 @@ def count_delivery(client: redis.Redis, keys: Keys, job_id: str, ttl: int) -> in
     pipe.incr(key)
     pipe.expire(key, ttl)
     return int(pipe.execute()[0])
+
+
+USAGE_CAP = 100000
+
+
+def record_usage(client: redis.Redis, keys: Keys, agent_id: str, job_id: str, usages: list[Usage],
+                 prices: PriceTable) -> list[dict[str, Any]]:
+    """Append each provider's usage of one job to ``<prefix>:agent:<id>:usage`` (a capped stream,
+    read by `fleet costs`); returns the records with their cost and cloud-only counterfactual."""
+    out = []
+    for u in usages:
+        record = {**asdict(u), "job_id": job_id, "ts": round(time.time(), 3), "cost": prices.cost(u),
+                  "cloud_only": prices.counterfactual(u)}
+        client.xadd(keys.agent(agent_id, "usage"), {k: str(v) for k, v in record.items()}, maxlen=USAGE_CAP,
+                    approximate=True)
+        out.append(record)
+    return out
+
+
+def read_usage(client: redis.Redis, keys: Keys, since: float) -> list[Usage]:
+    """Every agent's usage records newer than the unix time ``since``."""
+    start = f"{int(since * 1000)}-0"
+    out = []
+    for key in client.scan_iter(keys.agent_info_pattern().replace(":info", ":usage"), count=500):
+        for _, f in client.xrange(key, min=start):
+            out.append(Usage(f["provider"], f["model_id"], int(f["prompt_tokens"]), int(f["completion_tokens"]),
+                             float(f["cpu_seconds"])))
+    return out

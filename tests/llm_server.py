@@ -63,7 +63,10 @@ class LlamaServer:
         self.model_alias = model_alias or self.model_path.stem
         self.port = port or free_port()
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="llm-server-")) / "server.log"
-        self.args = ["--n_ctx", str(n_ctx), "--embedding", str(embedding).lower(), *extra_args]
+        # interrupt_requests false: otherwise any request (a health probe too) ends a running
+        # stream early with a normal-looking [DONE].
+        self.args = ["--n_ctx", str(n_ctx), "--embedding", str(embedding).lower(),
+                     "--interrupt_requests", "false", *extra_args]
         self.proc: subprocess.Popen | None = None
 
     @property

@@ -94,11 +94,18 @@ def test_status_lists_worker_queue_and_agent(fleet):
     assert [a["agent_id"] for a in status["agents"]] == ["agent-t1"]
 
 
+def redeliver(client: Client, job: Job, url: str, times_before: int) -> str:
+    """Put the job's message on the queue as a broker redelivery would, after ``times_before``
+    deliveries that killed their worker."""
+    redis.Redis.from_url(url).set(f"fleet:job:{job.job_id}:deliveries", times_before)
+    client.app.send_task(GENERATE_TASK, args=[job.to_dict()], task_id=job.job_id, queue=GENERATE_QUEUE)
+    return job.job_id
+
+
 def test_poison_job_fails_instead_of_looping(fleet, redis_server):
     client, backend = fleet
     job = make_job(max_iterations=3)
-    redis.Redis.from_url(redis_server).set(f"fleet:job:{job.job_id}:deliveries", 3)
-    job_id, _ = client.submit(job)
+    job_id = redeliver(client, job, redis_server, times_before=3)
     with pytest.raises(JobFailed, match="delivered 4 times"):
         client.wait(job_id, timeout=60)
     assert backend.prompts == []
@@ -115,8 +122,7 @@ def test_malformed_job_fails_with_a_clear_error(fleet):
 def test_resubmitting_a_failed_job_runs_it_afresh(fleet, redis_server):
     client, backend = fleet
     job = make_job(max_iterations=4)
-    redis.Redis.from_url(redis_server).set(f"fleet:job:{job.job_id}:deliveries", 3)
-    job_id, _ = client.submit(job)
+    job_id = redeliver(client, job, redis_server, times_before=3)
     with pytest.raises(JobFailed):
         client.wait(job_id, timeout=60)
     again_id, sent = client.submit(job)

@@ -6,6 +6,7 @@ The Bearer-header check uses an httpx.MockTransport (no server).
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -150,8 +151,6 @@ def test_pooled_embedding_and_prefill_line_over_the_wire():
     bodies: list[dict] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        import json
-
         bodies.append(json.loads(request.content))
         if request.url.path.endswith("/embeddings"):
             return httpx.Response(200, json={"data": [{"embedding": [0.5, -1.0]}]})
@@ -175,3 +174,15 @@ def test_settings_from_config_and_unconfigured_remote():
         "http://h:1/v1", 7.0, 5.0, 1, "FLEET_REMOTE_API_KEY")
     with pytest.raises(RemoteError, match="no remote provider configured"):
         RemoteBackend(RemoteSettings.from_settings(config.load({})), prices=PRICES, environ={})
+
+
+def test_stream_cut_short_is_an_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        chunk = {"choices": [{"delta": {"content": "def"}, "finish_reason": None}]}
+        return httpx.Response(200, text=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n")
+
+    remote = make_backend("http://remote.invalid/v1", "m", transport=httpx.MockTransport(handler))
+    pieces: list[str] = []
+    with pytest.raises(RemoteError, match="stream ended before a finish_reason"):
+        pieces.extend(remote.stream(MESSAGES, prefill="", stop=[], sampling=GREEDY))
+    assert pieces == ["def"]

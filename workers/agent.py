@@ -21,6 +21,9 @@ from fleet.llm.base import Backend, Sampling
 from fleet.sandbox import Limits
 from fleet.sona.learner import Learner
 from fleet.cache import CacheSettings, ResultCache
+from fleet.costs import PriceTable
+from fleet.llm.breaker import CircuitBreaker
+from fleet.llm.router import RouterSettings, make_breakers
 from fleet.sona.wiring import agent_client, embedder_for, learner_for
 from fleet.store import Keys, connect, register_agent
 from fleet.trm.loop import Engine, EngineSettings
@@ -37,7 +40,7 @@ def agent_id_for(settings: Settings, nodename: str | None) -> str:
 
 
 def load_backend(settings: Settings) -> Backend:
-    """The configured model backend: llama.cpp on the resolved model, or a scripted one."""
+    """The configured local model backend: llama.cpp on the resolved model, or a scripted one."""
     if settings["llm"]["backend"] == "scripted":
         from fleet.llm.scripted import ScriptedBackend
 
@@ -46,7 +49,19 @@ def load_backend(settings: Settings) -> Backend:
     from fleet.llm.models import resolve
 
     model = settings["model"]
-    return LocalBackend(resolve(settings), n_ctx=model["n_ctx"], n_threads=model["n_threads"], seed=model["seed"])
+    return LocalBackend(resolve(settings), n_ctx=model["n_ctx"], n_threads=model["n_threads"], seed=model["seed"],
+                        prices=PriceTable.from_settings(settings))
+
+
+def load_providers(settings: Settings, local: Backend) -> dict[str, Backend]:
+    """``local`` plus the remote provider when ``remote.base_url`` is set."""
+    providers = {"local": local}
+    if settings["remote"]["base_url"]:
+        from fleet.llm.remote import RemoteBackend, RemoteSettings
+
+        providers["remote"] = RemoteBackend(RemoteSettings.from_settings(settings),
+                                            prices=PriceTable.from_settings(settings))
+    return providers
 
 
 @dataclass
@@ -60,6 +75,8 @@ class Agent:
     engine: Engine
     learner: Learner
     cache: ResultCache
+    providers: dict[str, Backend]
+    breakers: dict[str, CircuitBreaker]
 
     @classmethod
     def start(cls, nodename: str | None, backend: Backend | None = None) -> "Agent":
@@ -72,7 +89,9 @@ class Agent:
         agent_id = agent_id_for(settings, nodename)
         embedder = embedder_for(settings, getattr(backend, "path", None), backend.model_id)
         cache = ResultCache(agent_client(settings, agent_id), settings.prefix, CacheSettings.from_settings(settings))
-        agent = cls(agent_id, settings, keys, client, engine, learner_for(settings, agent_id, embedder), cache)
+        breakers = make_breakers(RouterSettings.from_settings(settings))
+        agent = cls(agent_id, settings, keys, client, engine, learner_for(settings, agent_id, embedder), cache,
+                    load_providers(settings, backend), breakers)
         register_agent(client, keys, agent.agent_id, {
             "node": nodename or "", "pid": os.getpid(), "model": backend.model_id, "model_sha256": backend.sha256,
         })

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from celery.utils.log import get_task_logger
@@ -17,10 +17,13 @@ from fleet.sona.codec import CorruptState
 from fleet.sona.publisher import consolidate_fleet
 from fleet.sona.settings import LearningSettings
 from fleet.sona.wiring import learning_store
+from fleet import config
+from fleet.costs import PriceTable
 from fleet.errors import BadInput, FleetError
 from fleet.flags import Flags
+from fleet.llm.router import RoutedBackend, RouterSettings, route
 from fleet.jobs import Job, limits_from
-from fleet.store import count_delivery, list_agents, touch_agent
+from fleet.store import count_delivery, list_agents, record_usage, touch_agent
 from workers import agent as agent_mod
 from workers.app import app
 
@@ -44,14 +47,17 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
         raise PoisonJob(f"job {job.job_id} was delivered {deliveries} times (celery.max_deliveries); giving up")
     touch_agent(agent.redis, agent.keys, agent.agent_id)
     started = time.monotonic()
-    flags = Flags.now()
-    key = _cache_key(agent, job, flags)
+    now = config.load()
+    flags = Flags.from_settings(now)
+    routed = route(job, replace(RouterSettings.from_settings(now), strategy=flags.strategy), agent.providers,
+                   agent.breakers)
+    key = _cache_key(agent, job, flags, routed)
     report = agent.cache.get(key) if flags.cache else None
     if report is not None:
         report["cached"], report["cached_from"] = True, report.get("agent")
         report["learning"] = {"applied": False, "why": "answered from the result cache"}
     else:
-        report = _generate(self, agent, job, flags)
+        report = _generate(self, agent, job, flags, routed)
     report["flags"] = asdict(flags)
     report["agent"] = {"id": agent.agent_id, "namespace": agent.keys.agent(agent.agent_id),
                        "node": self.request.hostname, "deliveries": deliveries}
@@ -63,21 +69,27 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
     return report
 
 
-def _cache_key(agent: agent_mod.Agent, job: Job, flags: Flags) -> str:
-    """The job's cache key: its bundle, target and options, the model, and the settings that shape
-    output (engine, sampling, the sandbox's python, the trm flag and the routing strategy)."""
+def _cache_key(agent: agent_mod.Agent, job: Job, flags: Flags, routed: RoutedBackend) -> str:
+    """The job's cache key: its bundle, target and options, the routed model, and the settings that
+    shape output (engine, sampling, the sandbox's python, the trm flag and the routing strategy)."""
     engine = agent.engine
     digest = {"engine": asdict(engine.settings.for_job(job)), "sampling": asdict(engine.sampling),
               "python": engine.limits.python, "trm": flags.trm, "strategy": flags.strategy}
-    return cache_key(job, model_id=engine.backend.model_id, model_sha256=engine.backend.sha256, settings_digest=digest)
+    return cache_key(job, model_id=routed.model_id, model_sha256=routed.sha256, settings_digest=digest)
 
 
-def _generate(task: Any, agent: agent_mod.Agent, job: Job, flags: Flags) -> dict[str, Any]:
-    """Plan with the learned policy, run the engine, learn from the report."""
+def _generate(task: Any, agent: agent_mod.Agent, job: Job, flags: Flags, routed: RoutedBackend) -> dict[str, Any]:
+    """Plan with the learned policy, run the engine on the routed provider, learn from the report.
+    TRM refines when the flag is on and the router finds the target suitable (or refine is requested)."""
     plan = agent.learner.plan(job.target_source, job.module, learning=flags.sona)
-    report = agent.engine.run(job, progress=lambda p: task.update_state(state="PROGRESS", meta=p),
-                              examples=plan.examples, strategy=plan.strategy, refine=flags.trm)
+    refine = flags.trm and routed.decision.trm_suitable
+    report = agent.engine.with_backend(routed).run(
+        job, progress=lambda p: task.update_state(state="PROGRESS", meta=p), examples=plan.examples,
+        strategy=plan.strategy, refine=refine)
     report["cached"] = False
+    report["routing"] = routed.record()
+    report["usage"] = record_usage(agent.redis, agent.keys, agent.agent_id, job.job_id, routed.usage(),
+                                   PriceTable.from_settings(agent.settings))
     report["learning"] = _learn(agent, job, plan, report)
     return report
 

@@ -164,9 +164,14 @@ class RemoteBackend:
             )
 
     def stream(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Iterator[str]:
-        """The reply's text pieces, from the server's ``data:`` events until ``[DONE]``."""
+        """The reply's text pieces, from the server's ``data:`` events until ``[DONE]``.
+
+        A stream that ends before any choice carried a ``finish_reason`` was cut short (e.g.
+        llama-cpp-python's server ends a stream with ``[DONE]`` when another request arrives,
+        unless started with ``--interrupt_requests false``) and raises RemoteError."""
         url = f"{self.base_url}/chat/completions"
         payload = {**self._chat_payload(messages, prefill, stop, sampling), "stream": True}
+        finished = False
         with self._guard("stream", url), self._client.stream("POST", url, json=payload) as response:
             if response.status_code >= 400:
                 response.read()
@@ -176,11 +181,14 @@ class RemoteBackend:
                     continue  # blank separators, ": ping" comments, event names
                 data = line[len("data:"):].strip()
                 if data == "[DONE]":
-                    return
-                choices = json.loads(data).get("choices") or [{}]
-                piece = (choices[0].get("delta") or {}).get("content")
+                    break
+                choice = (json.loads(data).get("choices") or [{}])[0]
+                finished = finished or bool(choice.get("finish_reason"))
+                piece = (choice.get("delta") or {}).get("content")
                 if piece:
                     yield piece
+        if not finished:
+            raise self._error("stream", url, "stream ended before a finish_reason (interrupted or truncated)")
 
     def embed(self, text: str) -> list[float]:
         """The text's embedding. A server without pooling (llama-cpp-python's with the model's

@@ -90,6 +90,10 @@ class Engine:
     def __init__(self, backend: Backend, *, sampling: Sampling, settings: EngineSettings, limits: Limits) -> None:
         self.backend, self.sampling, self.settings, self.limits = backend, sampling, settings, limits
 
+    def with_backend(self, backend: Backend) -> "Engine":
+        """The same engine on another backend (a job's routed provider)."""
+        return Engine(backend, sampling=self.sampling, settings=self.settings, limits=self.limits)
+
     def run(self, job: Job, *, progress: Progress | None = None, examples: list[str] | None = None,
             strategy: Strategy | None = None, refine: bool = True) -> dict[str, Any]:
         """Generate a test module for ``job``; returns the report (a JSON-safe dict). ``strategy``
@@ -176,6 +180,8 @@ class _Run:
         completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)
         self.tokens_in += completion.prompt_tokens
         self.tokens_out += completion.completion_tokens
+        if completion.full_reply:  # a provider that cannot prefill: the reply carries its own fence
+            return completion, completion.text
         return completion, prefill.removeprefix("```python\n") + completion.text
 
     def _record(self, iteration: int, rejected: list[Rejection]) -> None:
