@@ -59,6 +59,35 @@ def fleet_env(redis_server, tmp_path, monkeypatch):
     return env
 
 
+@pytest.fixture
+def scripted_fleet(fleet_env):
+    """A factory: ``with scripted_fleet(backend) as client`` runs the project's Celery app on the
+    test Redis with one in-process agent (``agent-t1``) on ``backend``, and yields a Client."""
+    from contextlib import contextmanager
+
+    from celery.contrib.testing.worker import start_worker
+
+    from fleet import config
+    from fleet.celeryconf import GENERATE_QUEUE, MAINTENANCE_QUEUE, celery_config
+    from fleet.client import Client
+    from workers import agent as agent_mod
+    from workers.app import app
+
+    @contextmanager
+    def run(backend):
+        settings = config.load()
+        app.conf.update(**celery_config(settings))
+        agent_mod.install(agent_mod.Agent.start("agent-t1@test", backend=backend))
+        try:
+            with start_worker(app, pool="solo", perform_ping_check=False, queues=[GENERATE_QUEUE, MAINTENANCE_QUEUE],
+                              shutdown_timeout=30):
+                yield Client(settings)
+        finally:
+            agent_mod.install(None)
+
+    return run
+
+
 SANDBOX_TARGET = "def f(x):\n    if x > 0:\n        return 1\n    return -1\n"
 
 

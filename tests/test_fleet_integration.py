@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 
-from fleet import config
-from fleet.celeryconf import GENERATE_QUEUE, GENERATE_TASK, MAINTENANCE_QUEUE, celery_config
+from fleet.celeryconf import GENERATE_QUEUE, GENERATE_TASK
 from fleet.client import Client
 from fleet.errors import JobFailed
 from fleet.jobs import Job, Options
 from fleet.llm.scripted import ScriptedBackend
-from workers import agent as agent_mod
 
 pytestmark = pytest.mark.integration
 
@@ -26,20 +23,13 @@ def make_job(**options) -> Job:
 
 
 @pytest.fixture
-def fleet(fleet_env, monkeypatch):
-    """The project's Celery app pointed at the test Redis, one in-process agent, and a client; one
-    prompt per iteration, so one scripted reply is one iteration."""
-    from workers.app import app
-
+def fleet(scripted_fleet, monkeypatch):
+    """One in-process agent with a scripted model, and a client; one prompt per iteration, so one
+    scripted reply is one iteration."""
     monkeypatch.setenv("FLEET_ENGINE_PROMPTS_PER_ITERATION", "1")
-    settings = config.load()
-    app.conf.update(**celery_config(settings))
     backend = ScriptedBackend([REPLY])
-    agent_mod.install(agent_mod.Agent.start("agent-t1@test", backend=backend))
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=[GENERATE_QUEUE, MAINTENANCE_QUEUE],
-                      shutdown_timeout=30):
-        yield Client(settings), backend
-    agent_mod.install(None)
+    with scripted_fleet(backend) as client:
+        yield client, backend
 
 
 def test_job_runs_through_the_fleet(fleet):

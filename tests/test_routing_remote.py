@@ -62,3 +62,29 @@ def test_breaker_opens_falls_back_half_opens_and_closes(llm_server):
     probe = new_job()
     assert probe.complete(ASK, prefill="", stop=[], sampling=TINY).provider == "remote"
     assert breakers["remote"].state == "closed" and breakers["remote"].snapshot()["opens"] == 1
+
+
+def test_a_cloud_only_job_runs_on_the_remote_server_and_is_costed(llm_server, scripted_fleet, monkeypatch):
+    """Through Celery: strategy cloud-only routes the job to the loopback server; its report and
+    `fleet costs` price the server's real token counts."""
+    import json
+
+    from click.testing import CliRunner
+
+    from fleet.cli import cli
+
+    monkeypatch.setenv("FLEET_REMOTE_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("FLEET_ROUTER_STRATEGY", "cloud-only")
+    monkeypatch.setenv("FLEET_LLM_MAX_TOKENS", "96")
+    monkeypatch.setenv("FLEET_ENGINE_PROMPTS_PER_ITERATION", "1")
+    with scripted_fleet(Local(["unused"])) as client:
+        job_id, _ = client.submit(Job(module="m", target_path="m.py", files={"m.py": JOB.files["m.py"]}))
+        report = client.wait(job_id, timeout=600)
+    routing = report["routing"]
+    assert routing["decision"] == "remote" and routing["provider_used"] == ["remote"] and not routing["fallback_taken"]
+    (usage,) = report["usage"]
+    assert usage["provider"] == "remote" and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert usage["cost"] == pytest.approx(usage["prompt_tokens"] / 1000 * 0.00015 + usage["completion_tokens"] / 1000 * 0.0006)
+    costs = json.loads(CliRunner().invoke(cli, ["costs", "--json"]).output)
+    assert costs["spend"]["remote"] == pytest.approx(usage["cost"], rel=1e-4)
+    assert costs["savings"] == pytest.approx(0.0, abs=1e-6)  # everything went to the cloud
