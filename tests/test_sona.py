@@ -247,26 +247,40 @@ def test_ewc_retains_the_old_task_where_naive_fine_tuning_forgets(two_tasks):
     assert b_ewc50 < b_before  # EWC still learned something of B
 
 
+def _blocks(rng: np.random.Generator, k: int, d: int) -> np.ndarray:
+    """K random symmetric positive semi-definite d×d blocks."""
+    m = rng.normal(size=(k, d, d))
+    return np.einsum("kij,klj->kil", m, m) / d
+
+
 def test_ewc_advance_formula():
     rng = np.random.default_rng(4)
-    old = EwcState(rng.random((K, D)).astype(np.float32), rng.random((K, D)).astype(np.float32))
-    hat, anchor = rng.random((K, D)), rng.normal(size=(K, D))
+    old = EwcState(_blocks(rng, K, D).astype(np.float32), rng.random((K, D)).astype(np.float32))
+    hat, anchor = _blocks(rng, K, D), rng.normal(size=(K, D))
     new = old.advance(hat, anchor, 0.3)
-    np.testing.assert_allclose(new.fisher, 0.3 * hat + 0.7 * old.fisher, rtol=1e-6)
+    np.testing.assert_allclose(new.fisher, 0.3 * hat + 0.7 * old.fisher, rtol=1e-5)
     np.testing.assert_allclose(new.anchor, anchor, rtol=1e-6)
-    theta = anchor + 0.5
-    assert new.penalty(theta, 4.0) == pytest.approx(0.5 * 4.0 * np.sum(new.fisher * 0.25), rel=1e-6)
-    np.testing.assert_allclose(new.grad(theta, 4.0), 4.0 * new.fisher * 0.5, rtol=1e-6)
+    diff = rng.normal(size=(K, D))
+    theta = anchor + diff
+    f64, d64 = new.fisher.astype(np.float64), theta - new.anchor.astype(np.float64)
+    by_hand = 0.5 * 4.0 * sum(d64[a] @ f64[a] @ d64[a] for a in range(K))
+    assert new.penalty(theta, 4.0) == pytest.approx(by_hand, rel=1e-5)
+    np.testing.assert_allclose(new.grad(theta, 4.0), 4.0 * np.stack([f64[a] @ d64[a] for a in range(K)]), rtol=1e-5)
+    assert new.curvature() == pytest.approx(max(np.linalg.eigvalsh(b)[-1] for b in f64), rel=1e-5)
 
 
 def test_batch_fisher_two_samples_by_hand():
     logits = np.array([0.0, np.log(3.0)])  # σ = 1/2 and 3/4
     x = np.array([[1.0, 2.0, 0.0], [2.0, -1.0, 3.0]])
     got = batch_fisher(logits, x, np.array([1, 1]), 3)
-    # both samples on arm 1: (0.25·x1² + 0.1875·x2²) / 2
-    np.testing.assert_allclose(got, [[0, 0, 0], [(0.25 + 0.75) / 2, (1.0 + 0.1875) / 2, 1.6875 / 2], [0, 0, 0]])
+    # both samples on arm 1: (0.25·x1·x1ᵀ + 0.1875·x2·x2ᵀ) / 2; the other arms' blocks stay zero
+    x1, x2 = x
+    np.testing.assert_allclose(got[1], (0.25 * np.outer(x1, x1) + 0.1875 * np.outer(x2, x2)) / 2)
+    assert not got[0].any() and not got[2].any()
     split = batch_fisher(logits, x, np.array([0, 2]), 3)
-    np.testing.assert_allclose(split, [[0.125, 0.5, 0], [0, 0, 0], [0.375, 0.09375, 0.84375]])
+    np.testing.assert_allclose(split[0], 0.25 * np.outer(x1, x1) / 2)
+    np.testing.assert_allclose(split[2], 0.1875 * np.outer(x2, x2) / 2)
+    assert not split[1].any()
 
 
 # ------------------------------------------------------------------------ 7. merging micros
@@ -278,7 +292,7 @@ def test_consolidate_merges_the_mean_micro_delta_into_the_base():
     base = _lowrank64(rng, k, d, 2, 0.8)
     micros = [_lowrank64(rng, k, d, 2, 1.0).delta() for _ in range(3)]
     w0 = rng.normal(size=(k, d))
-    ewc = EwcState(rng.random((k, d)).astype(np.float32), rng.random((k, d)).astype(np.float32))
+    ewc = EwcState(_blocks(rng, k, d).astype(np.float32), rng.random((k, d)).astype(np.float32))
     empty = Replay.concat([], d)
     got = consolidate(w0, base, ewc, micros, empty, FitSettings(lam=0.0, steps=50, base_rank=2, base_scale=1.5))
     theta0 = base.delta() + np.mean(micros, axis=0)
@@ -362,7 +376,7 @@ def test_micro_and_base_round_trip():
     assert (back.version, back.job_id, back.base_version, back.updates, back.adapter.scale) == (7, "job-1", 3, 5, 1.0)
     rng = np.random.default_rng(2)
     base = Base(_lowrank64(rng, 6, 32, 3, 0.5), rng.normal(size=(6, 32)),
-                EwcState(rng.random((6, 32)), rng.normal(size=(6, 32))), 4, ["focused/t0.2/zeroshot"],
+                EwcState(_blocks(rng, 6, 32), rng.normal(size=(6, 32))), 4, ["focused/t0.2/zeroshot"],
                 {"a1": "1-0"}, {"loss_after": 0.25, "nested": {"n": [1, 2]}})
     back = Base.from_blob(base.blob())
     np.testing.assert_allclose(back.adapter.delta(), base.adapter.delta(), rtol=1e-5, atol=1e-6)

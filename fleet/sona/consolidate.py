@@ -4,7 +4,7 @@ data under the EWC++ penalty (:mod:`fleet.sona.ewc`). Pure numpy; the Redis side
 
     θ₀ = ΔW_b + mean_agents(ΔW_μ)                                   (merge)
     J(θ) = (1/n)·Σ_i BCE(σ((W0 + θ)[a_i]·x_i), r_i) + (λ/2)·Σ F ⊙ (θ − θ*)²
-    θ ← θ − η·∇J for ``steps`` steps, η = 1 / (max_i ‖x_i‖²/4 + λ·max F)   (a step that cannot overshoot)
+    θ ← θ − η·∇J for ``steps`` steps, η = 1 / (max_i ‖x_i‖²/4 + λ·max eig F)   (a step that cannot overshoot)
     (A_b, B_b) = rank-r SVD truncation of θ; residual ‖θ − θ_r‖_F / ‖θ‖_F is reported
     F ← α·F̂(θ_r) + (1 − α)·F,  θ* ← θ_r
 
@@ -47,23 +47,37 @@ class Replay:
 class FitSettings:
     """``[learning]`` consolidation settings: EWC λ, Fisher rate α, gradient steps, base rank/scale."""
 
-    lam: float = 50.0
+    lam: float = 20.0
     alpha: float = 0.5
     steps: int = 200
     base_rank: int = 8
     base_scale: float = 1.0
 
 
+class _Grouped:
+    """The replay split by arm once (float64), so each step costs one n×d pass."""
+
+    def __init__(self, replay: Replay) -> None:
+        self.n = len(replay)
+        x = np.asarray(replay.x, dtype=np.float64)
+        self.groups = [(int(a), x[replay.arms == a], np.asarray(replay.rewards, dtype=np.float64)[replay.arms == a])
+                       for a in np.unique(replay.arms)]
+
+    def loss_and_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean BCE of σ(w[a_i]·x_i) against r_i, and its gradient in w (only chosen rows move)."""
+        loss, grad = 0.0, np.zeros_like(w, dtype=np.float64)
+        for a, x, r in self.groups:
+            p = np.clip(0.5 * (1.0 + np.tanh(0.5 * (x @ w[a]))), 1e-7, 1 - 1e-7)
+            loss -= float(np.sum(r * np.log(p) + (1 - r) * np.log(1 - p)))
+            grad[a] = x.T @ (p - r)
+        return loss / max(1, self.n), grad / max(1, self.n)
+
+
 def data_loss(w0: np.ndarray, theta: np.ndarray, replay: Replay) -> tuple[float, np.ndarray]:
     """Mean BCE over the replay and its gradient in θ (K×d)."""
     if not len(replay):
         return 0.0, np.zeros_like(theta)
-    onehot = np.eye(w0.shape[0])[replay.arms]
-    z = np.sum((replay.x @ (w0 + theta).T) * onehot, axis=1)
-    p = np.clip(0.5 * (1.0 + np.tanh(0.5 * z)), 1e-7, 1 - 1e-7)
-    r = replay.rewards
-    loss = float(np.mean(-(r * np.log(p) + (1 - r) * np.log(1 - p))))
-    return loss, onehot.T @ ((p - r)[:, None] * replay.x) / len(replay)
+    return _Grouped(replay).loss_and_grad(w0 + theta)
 
 
 def fit(w0: np.ndarray, theta: np.ndarray, replay: Replay, ewc: EwcState, cfg: FitSettings) -> np.ndarray:
@@ -71,9 +85,10 @@ def fit(w0: np.ndarray, theta: np.ndarray, replay: Replay, ewc: EwcState, cfg: F
     theta = theta.astype(np.float64).copy()
     if not len(replay):
         return theta
-    eta = 1.0 / (float(np.max(np.sum(replay.x ** 2, axis=1))) / 4 + cfg.lam * float(np.max(ewc.fisher)) + 1e-9)
+    grouped = _Grouped(replay)
+    eta = 1.0 / (float(np.max(np.sum(replay.x.astype(np.float64) ** 2, axis=1))) / 4 + cfg.lam * ewc.curvature() + 1e-9)
     for _ in range(cfg.steps):
-        _, g = data_loss(w0, theta, replay)
+        _, g = grouped.loss_and_grad(w0 + theta)
         theta -= eta * (g + ewc.grad(theta, cfg.lam))
     return theta
 
@@ -97,7 +112,7 @@ def consolidate(w0: np.ndarray, base: LowRank, ewc: EwcState, micro_deltas: list
     loss1, _ = data_loss(w0, theta_r, replay)
     z = np.einsum("nd,nd->n", (w0 + theta_r)[replay.arms], replay.x) if len(replay) else np.zeros(0)
     k, d = w0.shape
-    new_ewc = ewc.advance(batch_fisher(z, replay.x, replay.arms, k) if len(replay) else np.zeros((k, d)),
+    new_ewc = ewc.advance(batch_fisher(z, replay.x, replay.arms, k) if len(replay) else np.zeros((k, d, d)),
                           theta_r, cfg.alpha) if len(replay) else EwcState(ewc.fisher, theta_r)
     report = {"samples": len(replay), "agents_merged": len(micro_deltas), "loss_before": round(loss0, 5),
               "loss_after": round(loss1, 5), "penalty": round(ewc.penalty(theta_r, cfg.lam), 5),

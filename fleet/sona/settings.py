@@ -24,7 +24,7 @@ class LearningSettings:
     clip: float = 1.0
     base_rank: int = 8
     base_scale: float = 1.0
-    ewc_lambda: float = 50.0
+    ewc_lambda: float = 20.0
     fisher_alpha: float = 0.5
     fit_steps: int = 200
     consolidate_every: float = 3600.0
