@@ -99,3 +99,29 @@ def test_real_model_refines_over_two_iterations_and_reuses_the_kv_prefix():
     assert second["quality"] >= first["quality"]
     print(f"prompt eval: cold {first['prompt_seconds']:.2f}s for {first['tokens_in']} tokens, "
           f"warm {second['prompt_seconds']:.2f}s with {second['cached_tokens']} cached")
+
+
+def test_local_provider_interface_on_the_real_model():
+    """The local provider's operator-facing methods: metadata, health, token counts, streaming,
+    embeddings, CPU-second costing, shutdown."""
+    from fleet.costs import PriceTable
+    from fleet.llm.base import Message, Sampling, Usage
+    from fleet.llm.local import LocalBackend
+
+    model = resolve(config.load())
+    backend = LocalBackend(model, n_ctx=1024, prices=PriceTable(local_cpu_second=0.5))
+    meta = backend.metadata()
+    assert meta == {"provider": "local", "model_id": model.model_id, "n_ctx": 1024, "sha256": model.sha256}
+    assert backend.health() is True
+    assert backend.count_tokens("def f(x):\n    return x\n") < backend.count_tokens("def f(x):\n    return x * 2 + 1\n" * 3)
+    ask = [Message("user", "Write the number 7.")]
+    pieces = list(backend.stream(ask, prefill="", stop=[], sampling=Sampling(max_tokens=6, temperature=0.0)))
+    assert 1 <= len(pieces) <= 16 and "".join(pieces).strip()  # the provider generates at least 16 tokens
+    done = backend.complete(ask, prefill="", stop=[], sampling=Sampling(max_tokens=6, temperature=0.0))
+    assert done.provider == "local" and done.cpu_seconds > 0
+    usage = Usage("local", model.model_id, done.prompt_tokens, done.completion_tokens, done.cpu_seconds)
+    assert backend.cost(usage) == pytest.approx(0.5 * done.cpu_seconds)
+    vector = backend.embed("def f(x):\n    return x\n")
+    assert len(vector) == 1536 and any(v != 0 for v in vector)
+    backend.shutdown()
+    assert backend.health() is False
