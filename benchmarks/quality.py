@@ -6,7 +6,7 @@ run (in-process, no Celery: the point is the engine), the sandbox using that ven
 within a per-module time budget; then re-measure the kept suite from scratch (5 reruns, line +
 branch coverage) and its mutation score. Prints a table and writes JSON.
 
-    python benchmarks/quality.py [LIST] [--model GGUF] [--budget 600] [--ablate PART] [--only NAME]
+    python benchmarks/quality.py [LIST] [--model GGUF] [--budget 600] [--ablate PART] [--only NAME] [--mutants N]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--ablate", action="append", default=[], choices=["acceptance", "coverage-feedback", "oracle",
                    "error-feedback", "segmenting"], help="switch a part off (repeatable)")
     p.add_argument("--only", action="append", default=[], help="run only modules whose name contains this")
+    p.add_argument("--mutants", type=int, help="mutants scored per module (default engine.mutation_max_mutants; 0 = skip)")
     p.add_argument("--envs", type=Path, help="where the venvs live (default <data_dir>/bench-envs)")
     p.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/quality[-ablation].json)")
     return p.parse_args()
@@ -56,6 +57,8 @@ def _engine(args: argparse.Namespace, settings) -> Engine:
     backend = LocalBackend(model, n_ctx=settings["model"]["n_ctx"], n_threads=settings["model"]["n_threads"],
                            seed=settings["model"]["seed"])
     eng = replace(EngineSettings.from_settings(settings), time_budget=args.budget, ablate=tuple(args.ablate))
+    if args.mutants is not None:
+        eng = replace(eng, mutation_max_mutants=args.mutants)
     return Engine(backend, sampling=Sampling.from_settings(settings), settings=eng, limits=Limits.from_settings(settings))
 
 
