@@ -18,6 +18,7 @@ from fleet.sona.publisher import consolidate_fleet
 from fleet.sona.settings import LearningSettings
 from fleet.sona.wiring import learning_store
 from fleet import config
+from fleet import metrics
 from fleet.costs import PriceTable
 from fleet.errors import BadInput, FleetError
 from fleet.flags import Flags
@@ -52,7 +53,7 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
     routed = route(job, replace(RouterSettings.from_settings(now), strategy=flags.strategy), agent.providers,
                    agent.breakers)
     key = _cache_key(agent, job, flags, routed)
-    report = agent.cache.get(key) if flags.cache else None
+    report = metrics.cache_lookup(agent.cache, key) if flags.cache else None
     if report is not None:
         report["cached"], report["cached_from"] = True, report.get("agent")
         report["learning"] = {"applied": False, "why": "answered from the result cache"}
@@ -66,6 +67,7 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
         agent.cache.put(key, report, target=job.module)
     touch_agent(agent.redis, agent.keys, agent.agent_id, jobs_done=1)
     log.info("job %s: %d tests kept, quality %.3f", job.job_id, report["tests_kept"], report["quality"])
+    metrics.record_job(report)
     return report
 
 
@@ -83,6 +85,7 @@ def _generate(task: Any, agent: agent_mod.Agent, job: Job, flags: Flags, routed:
     TRM refines when the flag is on and the router finds the target suitable (or refine is requested)."""
     plan = agent.learner.plan(job.target_source, job.module, learning=flags.sona)
     refine = flags.trm and routed.decision.trm_suitable
+    metrics.time_completions(routed)
     report = agent.engine.with_backend(routed).run(
         job, progress=lambda p: task.update_state(state="PROGRESS", meta=p), examples=plan.examples,
         strategy=plan.strategy, refine=refine)
@@ -126,4 +129,5 @@ def consolidate() -> dict[str, Any]:
     settings = agent_mod.current().settings
     report = consolidate_fleet(learning_store(settings), LearningSettings.from_settings(settings))
     log.info("consolidation: %s", report)
+    metrics.record_consolidation(report, settings)
     return report
