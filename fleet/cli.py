@@ -36,36 +36,58 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("target", type=click.Path(path_type=Path))
+@click.argument("targets", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--project", type=click.Path(path_type=Path, file_okay=False), help="Import root of the target (default: above its top-most package).")
+@click.option("--changed-since", "changed_since", metavar="REF", help="Also submit every .py module changed since this git ref (tests excluded).")
 @click.option("--wait/--no-wait", default=False, help="Wait for the result, with progress on stderr.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Directory to write test_<module>.py into (implies --wait).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds to wait (default jobs.wait_timeout).")
+@click.option("--json-dir", type=click.Path(path_type=Path, file_okay=False), help="Write each job's report as <module>.json here (implies --wait).")
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report, a testcase per module (implies --wait).")
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds to wait in all (default jobs.wait_timeout).")
 @click.option("--max-iterations", type=click.IntRange(1, 20), help="Refinement iterations (default engine.max_iterations).")
-def submit(target: Path, project: Path | None, wait: bool, out: Path | None, as_json: bool,
-           timeout: float | None, max_iterations: int | None) -> None:
-    """Submit a generate-tests job for TARGET (a .py file).
+def submit(targets: tuple[Path, ...], project: Path | None, changed_since: str | None, wait: bool, out: Path | None,
+           as_json: bool, json_dir: Path | None, junit: Path | None, timeout: float | None,
+           max_iterations: int | None) -> None:
+    """Submit generate-tests jobs for TARGETS (.py files) and/or the modules changed since a ref.
 
-    The target and its package's .py files are checked and bundled before anything is sent;
+    Each target and its package's .py files are checked and bundled before anything is sent;
     bad input exits 2 even with no fleet running. Resubmitting the same input attaches to the
-    same job (the job id is a hash of bundle + target + options).
+    same job (the job id is a hash of bundle + target + options). With several targets, all are
+    submitted at once and awaited together; the exit code is the worst job's.
 
     \b
-    Example:
+    Examples:
       fleet submit examples/shapes/intervals.py --wait --out generated/
+      fleet submit --changed-since origin/main --junit fleet-junit.xml --json-dir reports/ --out tests/generated/
     """
+    from fleet import pipeline
+
+    paths = list(targets) + (pipeline.changed_modules(changed_since) if changed_since else [])
+    if not paths:
+        raise click.UsageError("give a TARGET .py file, or --changed-since REF" +
+                               (f" (nothing changed since {changed_since})" if changed_since else ""))
+    settings = _settings()
+    wait = wait or bool(out or json_dir or junit)
+    if len(paths) == 1 and not (changed_since or json_dir or junit):
+        return _submit_one(settings, paths[0], project, wait, out, as_json, timeout, max_iterations)
+    from fleet.batch import run_batch
+
+    sys.exit(run_batch(settings, paths, project=project, max_iterations=max_iterations, wait=wait, out=out,
+                       json_dir=json_dir, junit=junit, as_json=as_json, timeout=timeout))
+
+
+def _submit_one(settings, target: Path, project: Path | None, wait: bool, out: Path | None, as_json: bool,
+                timeout: float | None, max_iterations: int | None) -> None:
     from fleet.bundle import build_bundle
+    from fleet.client import Client
     from fleet.jobs import Job, Options, limits_from
 
-    settings = _settings()
     job = Job.from_bundle(build_bundle(target, limits_from(settings), project), Options(max_iterations=max_iterations))
-    from fleet.client import Client
-
     client = Client(settings)
     job_id, sent = client.submit(job)
     _say(f"job {job_id} {'submitted' if sent else 'already known: attaching'} ({len(job.files)} file(s), {job.bundle_bytes} bytes)")
-    if not (wait or out):
+    if not wait:
         if as_json:
             echo_json({"job_id": job_id, "state": "SUBMITTED", "sent": sent})
         return
