@@ -64,9 +64,11 @@ def submit(targets: tuple[Path, ...], project: Path | None, changed_since: str |
     from fleet import pipeline
 
     paths = list(targets) + (pipeline.changed_modules(changed_since) if changed_since else [])
+    if not paths and changed_since:
+        _say(f"no Python module changed since {changed_since}: nothing to submit")
+        return
     if not paths:
-        raise click.UsageError("give a TARGET .py file, or --changed-since REF" +
-                               (f" (nothing changed since {changed_since})" if changed_since else ""))
+        raise click.UsageError("give a TARGET .py file, or --changed-since REF")
     settings = _settings()
     wait = wait or bool(out or json_dir or junit)
     if len(paths) == 1 and not (changed_since or json_dir or junit):
