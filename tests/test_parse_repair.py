@@ -497,3 +497,19 @@ def test_suite_render_includes_support_of_support(calc_ctx, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_rendered.py"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, module + "\n" + done.stdout
+
+
+def test_tests_and_helpers_with_unsafe_calls_are_rejected_through_aliases():
+    reply = (
+        "import os\nimport subprocess as sp\nfrom shutil import rmtree\n\n"
+        "def cleanup():\n    rmtree('/somewhere')\n\n"
+        "def test_shell():\n    os.system('touch /tmp/x')\n    assert True\n\n"
+        "def test_run():\n    sp.run(['ls'])\n    assert True\n\n"
+        "def test_fine():\n    assert os.path.join('a', 'b') == 'a/b'\n"
+    )
+    parsed = parse_reply(reply, frozenset())
+    assert [u.name for u in parsed.units] == ["test_fine"]
+    why = {r.name: (r.reason, r.detail.split(":")[0]) for r in parsed.rejected}
+    assert why == {"cleanup": ("unsafe-call", "calls shutil.rmtree"), "test_shell": ("unsafe-call", "calls os.system"),
+                   "test_run": ("unsafe-call", "calls subprocess.run")}
+    assert "cleanup" not in parsed.support

@@ -42,7 +42,9 @@ WHOLE_MODULE_LINES = 120
 FOCUS_LINES = 60
 FOCUS_SEGMENTS = 3
 ORACLE_REASONS = {"assertion", "exception"}
-FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target"}
+FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target",
+                    "unsafe-call"}
+NO_TESTS_COLLECTED = 5  # pytest's exit code for the baseline run, a module that only imports the target
 
 
 @dataclass(frozen=True)
@@ -297,8 +299,10 @@ class _Run:
         """Coverage before: the target imported by an empty test module (import-time lines only)."""
         run = self.sandbox.run(f"import {self.job.module}\n")
         broken = run.outcomes.get(COLLECTION)
-        if broken is not None or run.timed_out:
-            detail = trim_error(broken.message if broken else "timed out", 1500)
+        if broken is not None or run.timed_out or run.returncode != NO_TESTS_COLLECTED:
+            detail = trim_error(broken.message if broken else "timed out" if run.timed_out else
+                                f"the interpreter exited with code {run.returncode} while importing it "
+                                "(os._exit, a crash or a signal)", 1500)
             raise TargetImportError(f"{self.job.module} cannot be imported on this agent, so no test can run: {detail}. "
                                     "Install its dependencies where the agents run, or bundle them with --project.")
         lines = run.lines_by_context.get("", set())

@@ -14,6 +14,8 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from fleet.trm.safety import aliases, unsafe_call
+
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _LINENO = re.compile(r"^ {0,3}(\d+)\s*[:|] ?")
 _CONTINUATION = ("else", "elif", "except", "finally", ")", "]", "}", "case")
@@ -183,14 +185,28 @@ def used_names(node: ast.AST) -> set[str]:
     return names
 
 
+def _unsafe(node: ast.stmt, imported: dict[str, str], parsed: Parsed) -> bool:
+    """Reject a test or helper with an unsafe call (:mod:`fleet.trm.safety`); True if rejected."""
+    call = unsafe_call(node, imported)
+    if call is None:
+        return False
+    name = getattr(node, "name", None) or next(iter(_bound_names(node)), "module code")
+    parsed.rejected.append(Rejection(name, "unsafe-call", f"calls {call}: a kept test runs unsandboxed in the "
+                                     "user's repository, so tests that run commands, delete files or open sockets are not kept"))
+    return True
+
+
 def parse_reply(text: str, target_names: frozenset[str]) -> Parsed:
     """Split a model reply into imports, support code and test units (see module docstring)."""
     body, rejected = salvage(drop_empty_imports(extract_code(text)))
     parsed = Parsed(rejected=rejected)
     tests: list[ast.stmt] = []
+    imported = aliases(body)
     for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             parsed.imports.append(ast.unparse(node))
+        elif _unsafe(node, imported, parsed):
+            continue
         elif _is_test(node):
             tests.append(node)
         elif _is_main_guard(node) or isinstance(node, ast.Expr):
