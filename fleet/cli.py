@@ -134,6 +134,28 @@ def result(job_id: str, out: Path | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("job_id")
+@click.option("--html", "html_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Directory to write index.html (and the kept test module) into.")
+def report(job_id: str, html_dir: Path) -> None:
+    """Write a finished job's report as a page for people: quality and coverage per iteration,
+    kept and rejected tests with reasons, routing and learning facts, and the target's source
+    annotated with what the kept suite covers.
+
+    \b
+    Example:
+      fleet report 3f2a…c9 --html report/ && xdg-open report/index.html
+    """
+    from fleet import htmlreport
+    from fleet.client import Client
+
+    state, info = Client(_settings()).result(job_id)
+    if state != "SUCCESS":
+        raise JobFailed(f"job {job_id} has no report ({state.lower()}): {info or 'unknown or still running'}")
+    click.echo(f"wrote {htmlreport.write(info, html_dir)}")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def status(as_json: bool) -> None:
     """Workers online, queue depths, and the agents with their Redis namespaces.

@@ -345,6 +345,8 @@ class _Run:
             "final_runs_passed": passed,
             "coverage_before": baseline.as_dict(),
             "coverage_after": self.measure.as_dict(),
+            "missing": {"lines": self.measure.missing_lines, "branches": [list(a) for a in self.measure.missing_branches]},
+            "target": {"path": self.job.target_path, "source": self.source},
             "quality": self.quality,
             "quality_formula": FORMULA,
             "strategy": self.strategy.name,
