@@ -282,10 +282,11 @@ def test_hostile_tests_cannot_reach_parent_socket_or_environment():
     env_before = dict(os.environ)
     home = os.environ.get("HOME", "")
     tag = uuid.uuid4().hex
+    # getattr hides the socket calls from the static unsafe-call check: the sandbox must hold anyway
     net = (
         "def test_phone_home():\n"
         "    import socket\n"
-        f"    s = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+        f"    s = getattr(socket, 'create_connection')(('127.0.0.1', {port}), timeout=3)\n"
         "    s.sendall(b'exfiltrated')\n"
         "    s.close()\n"
         "    assert sign(-2) == -1\n"
@@ -293,7 +294,7 @@ def test_hostile_tests_cannot_reach_parent_socket_or_environment():
     raw_net = (
         "def test_raw_socket():\n"
         "    import socket\n"
-        "    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+        "    s = getattr(socket, 'socket')(socket.AF_INET, socket.SOCK_STREAM)\n"
         "    s.settimeout(3)\n"
         f"    s.connect(('127.0.0.1', {port}))\n"
         "    s.sendall(b'exfiltrated')\n"
@@ -327,7 +328,7 @@ def test_hostile_tests_cannot_reach_parent_socket_or_environment():
 # -- bugs --------------------------------------------------------------------------------------
 
 def test_candidate_crashing_a_rerun_does_not_drop_earlier_kept_tests(tmp_marker):
-    crasher = counting_test("test_sign_positive", tmp_marker, "    assert sign(4) == 1\n", "os._exit(3)")
+    crasher = counting_test("test_sign_positive", tmp_marker, "    assert sign(4) == 1\n", "getattr(os, '_exit')(3)")
     report, _ = run_engine([reply(T_ADD), reply(crasher)], max_iterations=2, patience=5)
     assert rejections(report).get("test_sign_positive") == "flaky"
     assert report["iterations"][0]["tests_total"] == 1

@@ -205,6 +205,9 @@ def test_the_worker_runs_a_normal_job_first(fleet):
 
 
 # --- (a) hostile model output ----------------------------------------------------------------------
+# Plain calls to os.fork, socket.*, os.remove, os._exit… are rejected statically as unsafe-call
+# (tests/test_parse_repair.py); these tests reach them through getattr so that the sandbox itself
+# is what stops them (defence in depth).
 
 
 FORK_BOMB = '''
@@ -213,8 +216,8 @@ def test_fork_bomb():
     code = "import os, time\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        time.sleep(0.05)\\n"
     while True:
         try:
-            if os.fork() == 0:
-                os.execv(sys.executable, [sys.executable, "-c", code, "{marker}"])
+            if getattr(os, "fork")() == 0:
+                getattr(os, "execv")(sys.executable, [sys.executable, "-c", code, "{marker}"])
         except OSError:
             time.sleep(0.05)
     assert False
@@ -291,7 +294,7 @@ def test_sleep_forever_in_a_test(fleet):
 NETWORK = '''
 def test_talk_to_redis():
     import socket
-    conn = socket.create_connection(("127.0.0.1", {port}), timeout=3)
+    conn = getattr(socket, "create_connection")(("127.0.0.1", {port}), timeout=3)
     conn.sendall(b"SET {key} pwned\\r\\n")
     assert conn.recv(16).startswith(b"+OK")
 '''
@@ -308,7 +311,7 @@ def test_network_connection_to_the_fleets_redis(fleet):
 
 ESCAPE = '''
 def test_delete_sentinel():
-    os.remove({sentinel!r})
+    getattr(os, "remove")({sentinel!r})
     assert not os.path.exists({sentinel!r})
 
 
@@ -319,7 +322,7 @@ def test_overwrite_sentinel():
 
 
 def test_delete_private_sentinel():
-    os.remove({private!r})
+    getattr(os, "remove")({private!r})
     assert not os.path.exists({private!r})
 
 
