@@ -18,10 +18,7 @@ import argparse
 import glob
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +30,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.tmpredis import redis_for  # noqa: E402
 from fleet.cache import CacheSettings, ResultCache, encode  # noqa: E402
 
 SIZES = {"1 KB": 1 << 10, "100 KB": 100 << 10, "1 MB": 1 << 20}
@@ -44,27 +42,6 @@ def _args() -> argparse.Namespace:
     p.add_argument("--hits", type=int, default=100, help="cache-hit jobs through Celery (default 100)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cache.json")
     return p.parse_args()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(port),
-                             "--dir", str(workdir), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(200):
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def real_reports() -> list[dict]:
@@ -182,15 +159,12 @@ def main() -> None:
     reports = real_reports()
     if not reports:
         sys.exit("no real job reports in benchmarks/results/quality*.json; run benchmarks/quality.py first")
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_redis(Path(tmp))
-        try:
-            rows = latency_rows(redis.Redis.from_url(url), reports, args.samples)
-            comp = compression(reports)
-            celery_hits = through_celery(url, args.hits, Path(tmp) / "data")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as tmp, redis_for(None) as url:
+        if url is None:
+            sys.exit("redis-server is not installed; the README's setup installs it")
+        rows = latency_rows(redis.Redis.from_url(url), reports, args.samples)
+        comp = compression(reports)
+        celery_hits = through_celery(url, args.hits, Path(tmp) / "data")
     print(f"{'size':8} {'entry B':>9} {'cache p50':>10} {'cache p95':>10} {'json p50':>9} {'json p95':>9} {'p95 ratio':>9}")
     for r in rows:
         print(f"{r['size']:8} {r['entry_bytes']:9} {r['cache_p50_ms']:9.3f}m {r['cache_p95_ms']:9.3f}m "

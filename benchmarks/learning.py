@@ -37,24 +37,20 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import redis
 from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.learning_sim import Env, Grounding  # noqa: E402
+from benchmarks.tmpredis import redis_for  # noqa: E402
 from fleet import config  # noqa: E402
 from fleet.sona import codec  # noqa: E402
 from fleet.sona.consolidate import Replay, consolidate  # noqa: E402
@@ -586,44 +582,6 @@ def print_micro(res: dict[str, Any]) -> None:
                     ("blob", "bytes", "raw msgpack bytes", "compression ratio"),
                     [(name, b["bytes"], b["raw_bytes"] or "-", f"{b['raw_bytes'] / b['bytes']:.2f}" if b["raw_bytes"]
                       else "-") for name, b in last["blobs"].items()])
-
-
-# -- Redis for the benchmark -----------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def redis_for(url: str | None) -> Iterator[str | None]:
-    """``url`` if given; else a temporary redis-server on a free loopback port (stopped at the end);
-    None when redis-server is not installed."""
-    binary = shutil.which("redis-server")
-    if url or binary is None:
-        yield url
-        return
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", workdir, "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            started = f"redis://127.0.0.1:{port}/0"
-            _wait_ping(started)
-            yield started
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
-def _wait_ping(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
-        with contextlib.suppress(redis.ConnectionError):
-            client.ping()
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"redis-server at {url} did not start")
 
 
 # -- main ------------------------------------------------------------------------------------
