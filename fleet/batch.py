@@ -13,6 +13,7 @@ import click
 from fleet.config import Settings
 from fleet.errors import FleetError, JobTimeout
 from fleet.output import echo_json, test_file_name, write_atomic
+from fleet.progress import BatchProgress
 from fleet.pipeline import Outcome, exit_code, junit_xml, outcome_of
 
 
@@ -36,20 +37,26 @@ def _bundle_all(settings: Settings, paths: list[Path], project: Path | None, max
     return jobs, refused
 
 
-def _wait_all(client: Any, submitted: dict[Path, str], timeout: float) -> list[Outcome]:
+def _wait_all(client: Any, submitted: dict[Path, str], timeout: float,
+              labels: dict[Path, str] | None = None) -> list[Outcome]:
     deadline = time.monotonic() + timeout
     outcomes = []
-    for k, (path, job_id) in enumerate(submitted.items(), 1):
-        def wait(job_id: str = job_id) -> dict[str, Any]:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise JobTimeout(f"job {job_id} did not finish within {timeout:.0f}s in all")
-            return client.wait(job_id, left)
+    # One bar per job on a terminal (the jobs run at once, but are awaited in turn: a row moves
+    # when its wait comes up); nothing extra on a pipe, where the per-job lines below suffice.
+    with BatchProgress({path: (labels or {}).get(path, path.stem) for path in submitted}) as bars:
+        for k, (path, job_id) in enumerate(submitted.items(), 1):
+            def wait(job_id: str = job_id, progress: Any = bars.row(path)) -> dict[str, Any]:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise JobTimeout(f"job {job_id} did not finish within {timeout:.0f}s in all")
+                return client.wait(job_id, left, progress)
 
-        outcome = outcome_of(path, wait)
-        outcome.job_id = outcome.job_id or job_id
-        outcomes.append(outcome)
-        _say(f"[{k}/{len(submitted)}] {outcome.module}: " + (_line(outcome.report) if outcome.report else outcome.error))
+            outcome = outcome_of(path, wait)
+            outcome.job_id = outcome.job_id or job_id
+            outcomes.append(outcome)
+            bars.end(path, outcome.exit_code == 0, "no tests kept" if outcome.report else
+                     "timed out" if outcome.exit_code == 3 else "failed")
+            bars.say(f"[{k}/{len(submitted)}] {outcome.module}: " + (_line(outcome.report) if outcome.report else outcome.error))
     return outcomes
 
 
@@ -85,7 +92,8 @@ def run_batch(settings: Settings, paths: list[Path], *, project: Path | None, ma
         if not wait:
             outcomes += [Outcome(path, job_id) for path, job_id in submitted.items()]
         else:
-            outcomes += _wait_all(client, submitted, timeout or settings["jobs"]["wait_timeout"])
+            outcomes += _wait_all(client, submitted, timeout or settings["jobs"]["wait_timeout"],
+                                  {path: job.module for path, job in jobs.items()})
     _write(outcomes, out if wait else None, json_dir if wait else None, junit if wait else None)
     code = exit_code(outcomes)
     if as_json:

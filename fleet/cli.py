@@ -12,7 +12,8 @@ import click
 from fleet import config
 from fleet.cli_admin import acl, cache, costs_cmd, flags_cmd, learning
 from fleet.errors import FleetError, JobFailed
-from fleet.output import ProgressView, echo_json, summary, test_file_name, write_atomic
+from fleet.output import echo_json, summary, test_file_name, write_atomic
+from fleet.progress import ProgressView
 
 
 def _settings():
@@ -93,7 +94,8 @@ def _submit_one(settings, target: Path, project: Path | None, wait: bool, out: P
         if as_json:
             echo_json({"job_id": job_id, "state": "SUBMITTED", "sent": sent})
         return
-    report = client.wait(job_id, timeout or settings["jobs"]["wait_timeout"], ProgressView())
+    with ProgressView() as view:
+        report = client.wait(job_id, timeout or settings["jobs"]["wait_timeout"], view)
     _finish(report, out, as_json)
 
 
@@ -179,7 +181,8 @@ def status(as_json: bool) -> None:
 @cli.command()
 @click.option("--agents", type=click.IntRange(1, 64), help="Agents to start (default local.agents).")
 def up(agents: int | None) -> None:
-    """Start a local fleet: Redis, agents, beat and Flower (behind basic auth), on 127.0.0.1.
+    """Start a local fleet under supervisord: Redis, agents, beat and Flower (behind basic auth), on
+    127.0.0.1. A crashed agent is restarted; `fleet scale N` changes the agent count.
 
     \b
     Example:
@@ -195,6 +198,23 @@ def up(agents: int | None) -> None:
     _say(f"Flower: http://{fl['address']}:{fl['port']}/ (user {user}, password in {settings.data_dir / 'flower.auth'} "
          "unless FLEET_FLOWER_BASIC_AUTH is set)")
     _say("stop with: fleet down")
+
+
+@cli.command()
+@click.argument("agents", type=click.IntRange(1, 64))
+def scale(agents: int) -> None:
+    """Change a running local fleet to AGENTS agents (within local.min_agents..local.max_agents).
+
+    New agents start and load their own copy of the model; removed agents stop softly and their
+    running job goes back to the queue for another agent. The others are not touched.
+
+    \b
+    Example:
+      fleet scale 3
+    """
+    from fleet import localfleet
+
+    localfleet.scale(_settings(), agents, _say)
 
 
 @cli.command()

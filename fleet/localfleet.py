@@ -1,11 +1,11 @@
-"""A local fleet on one host: the Procfile's processes under honcho, started and stopped.
+"""A local fleet on one host: Redis, agents, beat and Flower under supervisord.
 
-``fleet up`` runs ``honcho start -c worker=N`` detached (own session, log and pid file in
-``<data_dir>/run``) and waits until Redis answers and N agents answer a ping. ``fleet down``
-sends SIGTERM to that session (honcho forwards it; agents shut down softly and requeue their
-job) and waits, then SIGKILLs what is left. The Procfile entries call ``fleet run-redis``,
-``fleet run-agent``, ``fleet run-beat`` and ``fleet run-flower``, which build the real command
-lines from the settings and exec them.
+``fleet up`` starts supervisord (:mod:`fleet.supervise`) and waits until Redis answers and the
+agents answer a ping; ``fleet scale N`` adds or removes agents of the running fleet; ``fleet down``
+stops everything (agents first: soft shutdown, their job is requeued). The programs call
+``fleet run-redis``, ``fleet run-agent --id agent-<k>``, ``fleet run-beat`` and ``fleet run-flower``,
+which build the real command lines from the settings and exec them. The Procfile runs the same
+entries under honcho or foreman for those who prefer them (``honcho start -c worker=N``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,8 @@ from fleet.acl import apply_from_settings, prepare_secrets
 from fleet.config import CONFIG_DIR, Settings
 from fleet.errors import ConfigError, FleetError, FleetUnreachable
 from fleet.store import connect
+from fleet.supervise import Supervisor, agent_names
 
-ROOT = CONFIG_DIR.parent
 HONCHO_BASE_PORT = 5000
 
 
@@ -50,15 +49,6 @@ def flower_auth(settings: Settings, *, create: bool) -> str:
     path.write_text(f"fleet:{secrets.token_urlsafe(12)}\n")
     path.chmod(0o600)
     return path.read_text().strip()
-
-
-def _pid(settings: Settings) -> int | None:
-    try:
-        pid = int((run_dir(settings) / "honcho.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
 
 
 def _exec(argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -104,30 +94,58 @@ def exec_flower(settings: Settings) -> None:
     _exec(argv, {"FLOWER_BASIC_AUTH": flower_auth(settings, create=True)})
 
 
+def supervisor(settings: Settings) -> Supervisor:
+    return Supervisor(settings, run_dir(settings))
+
+
+def check_count(settings: Settings, agents: int) -> int:
+    """``agents`` if within [local.min_agents, local.max_agents], else a ConfigError."""
+    low, high = settings["local"]["min_agents"], settings["local"]["max_agents"]
+    if not low <= agents <= high:
+        raise ConfigError(f"{agents} agents is outside local.min_agents..local.max_agents ({low}..{high}); "
+                          "change them in the config or with FLEET_LOCAL_MIN_AGENTS / FLEET_LOCAL_MAX_AGENTS")
+    return agents
+
+
 def up(settings: Settings, agents: int, say) -> None:
-    """Start the local fleet unless it runs; wait for Redis and ``agents`` agents."""
-    names = [f"agent-{k}" for k in range(1, agents + 1)]
+    """Start the local fleet under supervisord unless it runs; wait for Redis and ``agents`` agents."""
+    sup = supervisor(settings)
+    names = agent_names(check_count(settings, agents))
     acl_on = settings["acl"]["enabled"]
-    if _pid(settings):
-        say(f"fleet already running (honcho pid {_pid(settings)}); `fleet down` stops it")
+    if sup.running():
+        say(f"fleet already running (supervisord pid {sup.pid()}); `fleet scale N` changes its size, "
+            "`fleet down` stops it")
+        names = sorted(sup.agents())
     else:
         flower_auth(settings, create=True)
         if acl_on:
             prepare_secrets(settings, names)
-        log = run_dir(settings) / "fleet.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT),
-                 "-p", str(HONCHO_BASE_PORT), "-c", f"worker={agents}"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-            )
-        (run_dir(settings) / "honcho.pid").write_text(str(proc.pid))
-        say(f"starting Redis, {agents} agent(s), beat and Flower (log: {log})")
+        sup.start(agents)
+        say(f"starting Redis, {agents} agent(s), beat and Flower (logs: {sup.logs})")
     if acl_on:
         users = apply_from_settings(_wait_redis(settings), settings, names)
         say(f"Redis ACL users: {', '.join(users)}")
-    wait_ready(settings, agents, say)
+    wait_ready(settings, names, say)
+
+
+def scale(settings: Settings, agents: int, say) -> dict[str, list[str]]:
+    """Change a running local fleet to ``agents`` agents; removed agents requeue their job."""
+    sup = supervisor(settings)
+    if not sup.running():
+        raise FleetUnreachable("no local fleet is running: start one with `fleet up --agents N`")
+    names = agent_names(check_count(settings, agents))
+    if settings["acl"]["enabled"]:
+        prepare_secrets(settings, names)
+        apply_from_settings(_wait_redis(settings), settings, names)
+    change = sup.scale(agents)
+    if change["removed"]:
+        say(f"stopped {', '.join(change['removed'])} (softly: a job they were running is back in the queue)")
+    if change["added"]:
+        say(f"starting {', '.join(change['added'])}")
+        wait_ready(settings, names, say)
+    if not change["added"] and not change["removed"]:
+        say(f"already {agents} agent(s)")
+    return change
 
 
 def _wait_redis(settings: Settings) -> redis.Redis:
@@ -142,39 +160,41 @@ def _wait_redis(settings: Settings) -> redis.Redis:
             time.sleep(0.5)
 
 
-def wait_ready(settings: Settings, agents: int, say) -> None:
+def wait_ready(settings: Settings, names: list[str], say) -> None:
+    """Wait (local.start_timeout) until every agent in ``names`` answers a ping."""
     from fleet.client import Client
 
     deadline = time.monotonic() + settings["local"]["start_timeout"]
-    client = None
+    client, sup = None, supervisor(settings)
     while time.monotonic() < deadline:
         try:
             client = client or Client(settings)
-            online = client.status(ping_timeout=1.0)["workers"]
-            if len(online) >= agents:
-                say(f"fleet ready: {', '.join(online)}")
+            online = {w.split("@", 1)[0] for w in client.status(ping_timeout=1.0)["workers"]}
+            if set(names) <= online:
+                say(f"fleet ready: {', '.join(sorted(online))}")
                 return
         except FleetUnreachable:
             pass
-        if _pid(settings) is None:
-            raise FleetError(f"the local fleet exited while starting; see {run_dir(settings) / 'fleet.log'}")
+        if not sup.running():
+            raise FleetError(f"the local fleet exited while starting; see {sup.logs}")
         time.sleep(1.0)
     raise FleetUnreachable(f"the fleet did not come up within {settings['local']['start_timeout']}s; "
-                           f"see {run_dir(settings) / 'fleet.log'}")
+                           f"see the logs in {sup.logs}")
 
 
-def down(settings: Settings, say, timeout: float = 120) -> bool:
-    """Stop the local fleet; True if one was running."""
-    pid = _pid(settings)
-    if pid is None:
+def down(settings: Settings, say, timeout: float | None = None) -> bool:
+    """Stop the local fleet (agents first: they requeue their job); True if one was running."""
+    sup = supervisor(settings)
+    pid = sup.pid()
+    if pid is None or not sup.running():
         say("no local fleet is running")
         return False
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid(settings):
+    sup.shutdown()
+    wait = timeout or settings["celery"]["soft_shutdown_timeout"] + settings["local"]["stop_margin"] + 30
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and sup.pid():
         time.sleep(0.5)
-    if _pid(settings):
-        os.killpg(pid, signal.SIGKILL)
-    (run_dir(settings) / "honcho.pid").unlink(missing_ok=True)
+    if sup.pid():
+        os.kill(pid, signal.SIGKILL)
     say("fleet stopped")
     return True

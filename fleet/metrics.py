@@ -18,9 +18,9 @@ Settings ``[metrics]``: ``enabled``; ``address``; ``port``; ``multiproc_dir`` (`
 by the node name; empty = ``<data_dir>/run/prometheus-<node>``; only ``*.db`` files in it are ever
 deleted; agents on one host need distinct directories, which ``{node}`` gives them).
 
-Port rule: agent ``k`` started by honcho (``fleet up``) serves on ``port + k − 1``; k comes from
-honcho's ``PORT`` exactly as the agent id ``agent-<k>`` does (:func:`fleet.localfleet.honcho_agent_id`),
-so agent-1 → 9808, agent-2 → 9809, … An agent started outside honcho serves on ``port``.
+Port rule: an agent whose node name is ``agent-<k>@host`` (``fleet up`` / ``fleet scale``, or the
+Procfile under honcho) serves on ``port + k − 1``: agent-1 → 9808, agent-2 → 9809, … Any other
+node name serves on ``port``.
 
 Recording is a no-op in a process without ``PROMETHEUS_MULTIPROC_DIR`` (metrics disabled, the CLI)
 and never raises: a failure is logged and the job goes on. A report answered from the result
@@ -166,17 +166,15 @@ def clear_dir(path: Path) -> Path:
     return path
 
 
-def agent_offset() -> int:
-    """``k − 1`` for honcho's k-th agent (from its PORT), else 0."""
-    from fleet.localfleet import honcho_agent_id
-
-    name = honcho_agent_id()
-    return int(name.rsplit("-", 1)[1]) - 1 if name else 0
+def agent_offset(node: str | None) -> int:
+    """``k − 1`` for the node ``agent-<k>@host`` (k ≥ 1), else 0."""
+    match = re.fullmatch(r"agent-([1-9][0-9]*)(@.*)?", node or "")
+    return int(match.group(1)) - 1 if match else 0
 
 
-def exposition_port(cfg: MetricsSettings) -> int:
+def exposition_port(cfg: MetricsSettings, node: str | None) -> int:
     """The port rule of the module docstring."""
-    return cfg.port + agent_offset()
+    return cfg.port + agent_offset(node)
 
 
 # --- exposition (main process) ------------------------------------------------------------------
@@ -254,7 +252,7 @@ def start_worker_exposition(settings: Settings, node: str | None) -> Any | None:
         return None
     path = clear_dir(multiproc_dir(settings, cfg, node))
     os.environ[ENV_DIR] = str(path)
-    port = exposition_port(cfg)
+    port = exposition_port(cfg, node)
     try:
         server = start_exposition(registry_for(path, settings["redis"]["url"]), cfg.address, port)
     except OSError as exc:

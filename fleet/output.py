@@ -1,40 +1,13 @@
-"""What the CLI shows and writes: progress lines, the job summary, and the test file."""
+"""What the CLI shows and writes: the job summary, JSON, and the test file (progress: :mod:`fleet.progress`)."""
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
-
-
-class ProgressView:
-    """Shows job progress: one rewritten line on a terminal, plain lines otherwise."""
-
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.width = 0
-
-    def __call__(self, state: str, info: dict[str, Any]) -> None:
-        if state == "PROGRESS" and info:
-            text = (f"iteration {info.get('iteration')}/{info.get('of')}: quality {info.get('quality', 0):.3f}, "
-                    f"line {info.get('line', 0):.0%}, branch {info.get('branch', 0):.0%}, "
-                    f"tests {info.get('tests_total', 0)} ({info.get('seconds', 0):.0f}s)")
-        else:
-            text = {"PENDING": "queued, waiting for an agent", "STARTED": "an agent started the job",
-                    "SUCCESS": "done"}.get(state, state.lower())
-        if self.tty:
-            self.stream.write("\r" + text.ljust(self.width))
-            self.width = len(text)
-            if state in ("SUCCESS", "FAILURE"):
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
 
 
 def test_file_name(module: str) -> str:

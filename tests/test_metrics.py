@@ -194,14 +194,14 @@ def test_record_consolidation_exports_penalty_estimates_and_pattern_confidence(f
 # --- settings, directory, port ------------------------------------------------------------------
 
 
-def test_port_rule_follows_honchos_agent_index(monkeypatch):
+def test_port_rule_follows_the_agent_index_in_the_node_name():
     cfg = metrics.MetricsSettings()
-    monkeypatch.delenv("PORT", raising=False)
-    assert metrics.exposition_port(cfg) == 9808
-    monkeypatch.setenv("PORT", "5100")  # honcho: worker entry (index 1), first process → agent-1
-    assert metrics.exposition_port(cfg) == 9808
-    monkeypatch.setenv("PORT", "5102")  # agent-3
-    assert metrics.exposition_port(cfg) == 9810
+    assert metrics.exposition_port(cfg, None) == 9808
+    assert metrics.exposition_port(cfg, "agent-1@host") == 9808
+    assert metrics.exposition_port(cfg, "agent-3@host") == 9810
+    assert metrics.exposition_port(cfg, "agent-12") == 9819
+    for other in ("agent-0@host", "agent-x@host", "worker-3@host", "my-agent-3@host"):
+        assert metrics.exposition_port(cfg, other) == 9808, other
     with pytest.raises(ConfigError):
         metrics.MetricsSettings(port=0)
 
@@ -240,24 +240,24 @@ def test_worker_exposition_clears_old_files_and_serves(fleet_env, monkeypatch, t
     monkeypatch.setenv(metrics.ENV_DIR, "placeholder")  # restored after the test
     monkeypatch.setenv("FLEET_METRICS_PORT", str(port))
     monkeypatch.setenv("FLEET_METRICS_MULTIPROC_DIR", str(tmp_path / "m-{node}"))
-    path = tmp_path / "m-agent-9@h"
+    path = tmp_path / "m-agent-1@h"
     path.mkdir()
     (path / "counter_1.db").write_bytes(b"stale")
     (path / "keep.txt").write_text("not ours")
-    server = metrics.start_worker_exposition(config.load(), "agent-9@h")
+    server = metrics.start_worker_exposition(config.load(), "agent-1@h")
     try:
         assert not (path / "counter_1.db").exists() and (path / "keep.txt").exists()
         assert os.environ[metrics.ENV_DIR] == str(path)
         s = scrape(port)
         assert value(s, "fleet_queue_depth", queue=GENERATE_QUEUE) == 0.0
         assert value(s, "fleet_broker_up") == 1.0
-        assert metrics.start_worker_exposition(config.load(), "agent-9@h") is None  # port busy: logged
+        assert metrics.start_worker_exposition(config.load(), "agent-1@h") is None  # port busy: logged
     finally:
         server.shutdown()
         server.server_close()
         metrics.reset()
     monkeypatch.setenv("FLEET_METRICS_ENABLED", "0")
-    assert metrics.start_worker_exposition(config.load(), "agent-9@h") is None
+    assert metrics.start_worker_exposition(config.load(), "agent-1@h") is None
 
 
 @pytest.mark.integration

@@ -44,7 +44,7 @@ def load_backend(settings: Settings) -> Backend:
     if settings["llm"]["backend"] == "scripted":
         from fleet.llm.scripted import ScriptedBackend
 
-        return ScriptedBackend.from_file(settings["llm"]["script"])
+        return ScriptedBackend.from_file(settings["llm"]["script"], delay=settings["llm"]["script_delay"])
     from fleet.llm.local import LocalBackend
     from fleet.llm.models import resolve
 

@@ -22,12 +22,12 @@ class ScriptedBackend:
         self.prompts: list[list[Message]] = []
 
     @classmethod
-    def from_file(cls, path: Path) -> "ScriptedBackend":
-        """A JSON list of reply strings."""
+    def from_file(cls, path: Path, *, delay: float = 0.0) -> "ScriptedBackend":
+        """A JSON list of reply strings; each reply takes ``delay`` seconds."""
         replies = json.loads(Path(path).read_text())
         if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
             raise ValueError(f"{path}: expected a JSON list of strings")
-        return cls(replies)
+        return cls(replies, delay=delay)
 
     def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Completion:
         import time

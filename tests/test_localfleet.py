@@ -1,0 +1,108 @@
+"""The local fleet under supervisord, for real: `fleet up` starts Redis, agents (separate Celery
+worker processes with a scripted model), beat and Flower; `fleet scale` adds and removes agents
+without touching the others; a SIGKILLed agent is restarted; scale-down requeues the running job
+and it completes elsewhere; `fleet down` leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import free_port
+from fleet import config, localfleet
+from fleet.client import Client
+from fleet.jobs import Job, Options
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "def sign(x):\n    if x > 0:\n        return 1\n    if x < 0:\n        return -1\n    return 0\n"
+REPLY = "sign\n\ndef test_positive():\n    assert sign(5) == 1\n"
+
+
+def make_job(name: str, iterations: int) -> Job:
+    return Job(module=name, target_path=f"{name}.py", files={f"{name}.py": SOURCE},
+               options=Options(max_iterations=iterations))
+
+
+@pytest.fixture
+def local(tmp_path, monkeypatch):
+    """Settings of a private local fleet (own ports and data dir, scripted model); stopped at the end."""
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([REPLY]))
+    env = {"FLEET_DATA_DIR": str(tmp_path / "data"), "FLEET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "FLEET_FLOWER_PORT": str(free_port()), "FLEET_METRICS_PORT": str(free_port()),
+           "FLEET_LLM_BACKEND": "scripted", "FLEET_LLM_SCRIPT": str(script), "FLEET_LLM_SCRIPT_DELAY": "2",
+           "FLEET_LEARNING_EMBEDDER": "hash", "FLEET_ENGINE_PROMPTS_PER_ITERATION": "1",
+           "FLEET_CELERY_SOFT_SHUTDOWN_TIMEOUT": "1", "FLEET_LOCAL_START_TIMEOUT": "90"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = config.load()
+    yield settings
+    localfleet.down(settings, lambda _: None, timeout=60)
+
+
+def online(settings) -> set[str]:
+    return {w.split("@", 1)[0] for w in Client(settings).status(ping_timeout=1.0)["workers"]}
+
+
+def agent_pid(settings, name: str) -> int:
+    return localfleet.supervisor(settings).rpc().getProcessInfo(name)["pid"]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_up_scale_restart_and_down(local):
+    said: list[str] = []
+    localfleet.up(local, 2, said.append)
+    assert online(local) == {"agent-1", "agent-2"}
+    pid_1 = agent_pid(local, "agent-1")
+
+    localfleet.scale(local, 3, said.append)
+    assert online(local) == {"agent-1", "agent-2", "agent-3"}
+    assert agent_pid(local, "agent-1") == pid_1, "scaling up restarted a running agent"
+
+    os.kill(pid_1, signal.SIGKILL)
+    wait_for(lambda: agent_pid(local, "agent-1") not in (0, pid_1) and "agent-1" in online(local), 60,
+             "supervisord to restart the killed agent")
+
+    change = localfleet.scale(local, 1, said.append)
+    assert change == {"added": [], "removed": ["agent-2", "agent-3"]}
+    wait_for(lambda: online(local) == {"agent-1"}, 30, "the removed agents to leave")
+
+    sup = localfleet.supervisor(local)
+    assert localfleet.down(local, said.append)
+    assert sup.pid() is None and not sup.running()
+    assert not localfleet.down(local, said.append)
+
+
+def test_scale_bounds_are_enforced(local, monkeypatch):
+    monkeypatch.setenv("FLEET_LOCAL_MAX_AGENTS", "2")
+    with pytest.raises(Exception, match="outside local.min_agents..local.max_agents"):
+        localfleet.up(config.load(), 3, lambda _: None)
+
+
+def test_scale_down_requeues_the_running_job(local):
+    """Both agents busy; scaling to one stops agent-2 softly (1 s window here), its job goes back to
+    the queue and agent-1 completes it after its own."""
+    localfleet.up(local, 2, lambda _: None)
+    client = Client(local)
+    jobs = [make_job(f"signs{k}", iterations=4) for k in (1, 2)]  # ≥ 4 replies × 2 s each
+    ids = [client.submit(job)[0] for job in jobs]
+    wait_for(lambda: all(client.result(i)[0] not in ("PENDING",) for i in ids), 60, "both jobs to start")
+    localfleet.scale(local, 1, lambda _: None)
+    reports = [client.wait(i, timeout=180) for i in ids]
+    assert {r["agent"]["id"] for r in reports} == {"agent-1"}
+    moved = [r for r in reports if r["agent"]["deliveries"] == 2]
+    assert len(moved) == 1, [r["agent"] for r in reports]
+    assert all(r["tests_kept"] == 1 for r in reports)
