@@ -2,14 +2,20 @@
 
 The visibility timeout must exceed the hard time limit, or Redis redelivers a job that is still
 running: ``visibility_timeout = celery.visibility_timeout or hard_time_limit * 2 + 60``.
+
+A ``redis://`` / ``rediss://`` broker is served by :mod:`fleet.transport` (``broker_transport``):
+kombu's Redis transport, except that a message on a queue that is not a kombu message (raw
+garbage) is moved to ``<queue>.dead`` and logged instead of killing the worker.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu import Queue
 
+from fleet.transport import SCHEMES, TRANSPORT
 from fleet.config import Settings
 
 GENERATE_QUEUE = "generate-tests"
@@ -30,7 +36,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     cel = settings["celery"]
     url = settings["redis"]["url"]
     transport = {"visibility_timeout": visibility_timeout(settings)}
-    return {
+    conf: dict[str, Any] = {
         "broker_url": url,
         "result_backend": url,
         "broker_transport_options": transport,
@@ -51,6 +57,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Broker and backend are one Redis: when it restarts, the cancel above writes RETRY to the
+        # backend while it is down. Without retries that write fails, the cancel is lost, the job is
+        # recorded REVOKED and its message acknowledged (the job is lost). With them the write waits
+        # for Redis, the message stays unacknowledged and is redelivered (tests/test_reliability.py).
+        "result_backend_always_retry": True,
         "worker_soft_shutdown_timeout": cel["soft_shutdown_timeout"],
         "task_default_queue": GENERATE_QUEUE,
         "task_queues": (Queue(GENERATE_QUEUE), Queue(MAINTENANCE_QUEUE)),
@@ -69,3 +80,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    if urlsplit(url).scheme in SCHEMES:
+        conf["broker_transport"] = TRANSPORT
+    return conf

@@ -182,17 +182,25 @@ def exposition_port(cfg: MetricsSettings, node: str | None) -> int:
 
 class QueueDepthCollector:
     """``fleet_queue_depth{queue}`` and ``fleet_broker_up``, read from Redis at each scrape with a
-    short socket timeout; the depth is the sum over the priority lists kombu's Redis transport keeps."""
+    short socket timeout; the depth is the sum over the priority lists kombu's Redis transport keeps.
+    Each queue's dead-letter list (malformed messages, :mod:`fleet.transport`) is reported as the
+    queue ``<queue>.dead``."""
 
     def __init__(self, url: str, queues: tuple[str, ...] = QUEUES, timeout: float = SCRAPE_TIMEOUT) -> None:
         import redis
 
-        self.queues = queues
+        from fleet.transport import dead_letter_key
+
+        self.queues = queues + tuple(dead_letter_key(q) for q in queues)
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
     def _keys(self, queue: str) -> list[str]:
         from kombu.transport.redis import PRIORITY_STEPS, Channel
 
+        from fleet.transport import DEAD_LETTER_SUFFIX
+
+        if queue.endswith(DEAD_LETTER_SUFFIX):
+            return [queue]
         return [queue] + [f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
 
     def depths(self) -> dict[str, int]:

@@ -4,7 +4,10 @@ Each run happens in a fresh private directory (``src/`` holds the bundle, ``test
 in a child process with a scrubbed environment, wall-clock timeout, RLIMIT_CPU / AS / FSIZE /
 NPROC, its own session (the whole process group is killed on timeout), output capped, and the
 network cut: a network namespace (``unshare -n``) where the OS allows, else a socket guard that
-``sitecustomize`` installs before any test is imported. Coverage is coverage.py line + branch,
+``sitecustomize`` installs before any test is imported. With the network namespace comes, where
+mounting is permitted, a mount namespace in which /tmp, /var/tmp and /dev/shm are fresh, size-capped
+private tmpfs mounts (the run directory bound back at its own path): what the tests write there
+never reaches the host and is gone with the run. Coverage is coverage.py line + branch,
 of the target file only (pytest-cov), with one context per test and phase (``nodeid|setup``,
 ``|run``, ``|teardown``), so each test's own lines and branch arcs, fixtures included, can be
 read back. The coverage data file is read here without running any code.
@@ -17,6 +20,7 @@ import os
 import pwd
 import re
 import resource
+import shlex
 import shutil
 import signal
 import stat
@@ -74,6 +78,7 @@ class Limits:
     network: str = "auto"
     python: str = ""
     user: str = "nobody"
+    tmpfs_bytes: int = 64 * 1024**2
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Limits":
@@ -135,6 +140,8 @@ class Measure:
 
 
 UNSHARE = ["unshare", "--net", "--pid", "--fork", "--kill-child"]
+UNSHARE_MOUNT = ["--mount", "--propagation", "private"]  # never propagates a mount back to the host
+TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable on any host: private tmpfs in the sandbox
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,6 +155,59 @@ def namespace_available() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+def unshare_command(mount: bool) -> list[str]:
+    """``UNSHARE`` (network + PID namespaces), with a private mount namespace as well when ``mount``."""
+    return [UNSHARE[0], *(UNSHARE_MOUNT if mount else []), *UNSHARE[1:]]
+
+
+@functools.lru_cache(maxsize=1)
+def private_tmp_dirs() -> tuple[Path, ...]:
+    """``TMP_DIRS`` as real paths, those that are directories here, each once (one may link to
+    another). Nested ones are not handled; the probe of ``private_tmp_available`` then fails."""
+    found: list[Path] = []
+    for name in TMP_DIRS:
+        real = Path(os.path.realpath(name))
+        if real.is_dir() and real not in found:
+            found.append(real)
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=4)
+def private_tmp_available(python: str) -> bool:
+    """True when, besides the network + PID namespace, ``unshare`` may make a mount namespace, a
+    tmpfs may be mounted on every ``private_tmp_dirs()`` in it (root, no LSM profile that denies
+    mount), and ``python`` still imports pytest and its plugins under those mounts (not so when it
+    or its packages live in /tmp). Probed by those very mounts, in a throwaway namespace."""
+    if not namespace_available():
+        return False
+    script = tmpfs_script(None, None, 1)
+    check = "import pytest, coverage, pytest_cov, pytest_timeout"
+    try:
+        done = subprocess.run([*unshare_command(mount=True), "sh", "-c", script, "sh", python, "-c", check],
+                              capture_output=True, timeout=30, cwd="/")
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def tmpfs_script(run_dir: Path | None, stage: Path | None, size: int) -> str:
+    """``sh -c`` text that, run as root in a fresh mount namespace, mounts a private tmpfs of at most
+    ``size`` bytes (at least one page) on each of ``private_tmp_dirs()``, then execs its arguments.
+    The tmpfs over the directory holding ``run_dir`` is first mounted on ``stage`` (an empty root-only
+    directory beside ``run_dir``), gets ``run_dir`` bound in at the same path, and is then moved into
+    place, so the run directory stays visible (and shared with the host) at its own path."""
+    options = f"size={max(1, size)},mode=1777,nosuid,nodev"
+    steps: list[list[str]] = []
+    for target in private_tmp_dirs():
+        if run_dir is not None and stage is not None and run_dir.is_relative_to(target):
+            inner = stage / run_dir.relative_to(target)
+            steps += [["mount", "-t", "tmpfs", "-o", options, "fleet-tmp", str(stage)], ["mkdir", "-p", str(inner)],
+                      ["mount", "--bind", str(run_dir), str(inner)], ["mount", "--move", str(stage), str(target)]]
+        else:
+            steps.append(["mount", "-t", "tmpfs", "-o", options, "fleet-tmp", str(target)])
+    return " && ".join(["umask 022", *map(shlex.join, steps), 'exec "$@"'])
 
 
 @functools.lru_cache(maxsize=4)
@@ -198,9 +258,12 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="fleet-sandbox-"))
+        self.root = Path(os.path.realpath(tempfile.mkdtemp(prefix="fleet-sandbox-")))  # compared with TMP_DIRS
         self.network = network_mode(self.limits.network)
         self.python = self.limits.python or sys.executable
+        self.private_tmp = self.network == "namespace" and private_tmp_available(self.python)
+        if self.private_tmp:
+            (self.root / ".stage").mkdir(mode=0o700)  # see tmpfs_script
         self.ids = privilege_drop(self.limits.user, self.python)
         self.private = Path(tempfile.mkdtemp(prefix="fleet-sandbox-data-"))  # root-only copies of results
         if self.ids:
@@ -211,6 +274,7 @@ class Sandbox:
         """What confines the generated code, for the report."""
         return {
             "network": "network + PID namespace (unshare)" if self.network == "namespace" else "socket guard",
+            "filesystem": self._filesystem_fact(),
             "user": f"{self.limits.user} (uid {self.ids[0]})" if self.ids else f"uid {os.geteuid()} (no privilege drop)",
             "timeout_s": self.limits.timeout,
             "cpu_s": self.limits.cpu_seconds,
@@ -220,6 +284,13 @@ class Sandbox:
             "nproc_enforced": os.geteuid() != 0 or self.ids is not None,
             "env": "scrubbed (PATH, HOME, PYTHONPATH only)",
         }
+
+    def _filesystem_fact(self) -> str:
+        """Whether /tmp, /var/tmp and /dev/shm are the run's own (private tmpfs) or the host's."""
+        if not self.private_tmp:
+            return "shared /tmp (no mount namespace)"
+        dirs = " ".join(map(str, private_tmp_dirs()))
+        return f"private tmpfs {dirs} (mount namespace, {max(1, self.limits.tmpfs_bytes)} bytes each)"
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -263,6 +334,9 @@ class Sandbox:
         ]
         if self.ids:
             cmd = _setpriv(*self.ids) + cmd
+        if self.private_tmp:
+            script = tmpfs_script(run_dir, self.root / ".stage", self.limits.tmpfs_bytes)
+            return [*unshare_command(mount=True), "sh", "-c", script, "sh", *cmd]
         return (UNSHARE + cmd) if self.network == "namespace" else cmd
 
     def _env(self, run_dir: Path) -> dict[str, str]:

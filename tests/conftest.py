@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,6 +13,16 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def open_dir():
+    """A root-owned 0755 directory the sandbox user can enter (unlike ``tmp_path``), outside /tmp,
+    /var/tmp and /dev/shm, which the sandbox replaces by private mounts where it can."""
+    path = Path(tempfile.mkdtemp(prefix=".fleet-hostile-", dir=ROOT))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:

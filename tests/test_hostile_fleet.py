@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -164,15 +163,6 @@ def fleet(redis_server, tmp_path_factory):
                             worker=next(iter(replies[0])))
         finally:
             agent_mod.install(None)
-
-
-@pytest.fixture
-def open_dir():
-    """A root-owned 0755 directory outside the sandbox that the sandbox user can enter."""
-    path = Path(tempfile.mkdtemp(prefix="fleet-hostile-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def rejected(report: dict[str, Any], name: str) -> dict[str, Any]:
@@ -346,10 +336,12 @@ def test_writing_or_deleting_outside_the_run_dir(fleet, open_dir, tmp_path):
     try:
         report = fleet.run("escape", reply(BENIGN, ESCAPE.format(sentinel=str(sentinel), private=str(private),
                                                                  new=new)))
-        for name in ("test_delete_sentinel", "test_overwrite_sentinel", "test_delete_private_sentinel",
-                     "test_create_outside"):
+        for name in ("test_delete_sentinel", "test_overwrite_sentinel", "test_create_outside"):
             entry = rejected(report, name)
             assert entry["reason"] == "exception" and "PermissionError" in entry["detail"], entry
+        entry = rejected(report, "test_delete_private_sentinel")  # under /tmp: not even visible with a private /tmp
+        hidden = report["sandbox"]["filesystem"].startswith("private") and private.is_relative_to("/tmp")
+        assert entry["reason"] == "exception" and ("FileNotFoundError" if hidden else "PermissionError") in entry["detail"]
         assert kept(report) == ["test_positive"]
         assert sentinel.read_text() == "original" and private.read_text() == "original"
         assert sorted(p.name for p in open_dir.iterdir()) == before
@@ -370,12 +362,11 @@ def test_write_world_writable():
 
 
 @needs_drop
-@pytest.mark.xfail(strict=True, reason="product gap: the sandbox user can write the host's world-writable "
-                   "directories (/tmp, /dev/shm, /var/tmp); there is no mount namespace",
-                   raises=AssertionError)
 def test_world_writable_dirs_are_not_writable_either(fleet):
-    """The README says only the run directory is writable for the tests; /tmp, /var/tmp and
-    /dev/shm (RAM) are writable by ``nobody`` on any host, and the files outlive the job."""
+    """The README says only the run directory of the host is writable for the tests. /tmp, /var/tmp
+    and /dev/shm (RAM) are writable by ``nobody`` on any host, and files there would outlive the job;
+    the sandbox puts private tmpfs mounts over them, so the writes succeed (the test passes and is
+    dropped only for adding no coverage) but nothing reaches the host's directories."""
     tag = uuid.uuid4().hex
     paths = [f"/tmp/fleet-pwned-{tag}", f"/var/tmp/fleet-pwned-{tag}", f"/dev/shm/fleet-pwned-{tag}"]
     try:
@@ -383,7 +374,8 @@ def test_world_writable_dirs_are_not_writable_either(fleet):
         assert kept(report) == ["test_positive"]
         left = [p for p in paths if os.path.lexists(p)]
         assert left == [], f"files written by the sandboxed test outside its run dir: {left}"
-        assert rejected(report, "test_write_world_writable")["reason"] == "exception"
+        assert rejected(report, "test_write_world_writable")["reason"] == "no-new-coverage"  # it did write
+        assert report["sandbox"]["filesystem"].startswith("private tmpfs /tmp /var/tmp /dev/shm"), report["sandbox"]
     finally:
         for path in paths:
             if os.path.lexists(path):
@@ -526,8 +518,8 @@ def test_injected_quiet():
 @needs_drop
 def test_prompt_injection_in_a_docstring(fleet, open_dir):
     """The docstring reaches the model; the model obeys. The sandbox keeps the effect inside:
-    ``touch`` into a root-owned directory and into the project fails. (/tmp is no proof: the
-    sandbox user can write there, see test_world_writable_dirs_are_not_writable_either.)"""
+    ``touch`` into a root-owned directory and into the project fails (and /tmp inside the sandbox is
+    a private tmpfs, see test_world_writable_dirs_are_not_writable_either)."""
     tag = uuid.uuid4().hex
     path, quiet = str(ROOT / f"pwned-{tag}"), str(open_dir / f"pwned-{tag}")
     try:
@@ -722,14 +714,18 @@ def test_undecodable_message_body_on_the_queue(fleet, caplog):
 
 
 def test_json_that_is_not_a_message_on_the_queue(fleet, caplog):
-    """A JSON object without a message's fields: kombu treats the KeyError as a lost connection,
-    reconnects and goes on (logged as a warning)."""
+    """A JSON object without a message's fields (kombu would raise KeyError on it and reconnect,
+    losing it): moved to the dead-letter list and logged as an error; the next job runs."""
+    from fleet.transport import dead_letter_key
+
+    raw = json.dumps({"garbage": [1, 2, 3]}).encode()
     with caplog.at_level(logging.WARNING):
-        _push_and_drain(fleet, json.dumps({"garbage": [1, 2, 3]}).encode())
+        _push_and_drain(fleet, raw)
         report = fleet.run("after-json-garbage", reply(BENIGN))
     assert kept(report) == ["test_positive"]
-    logged = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
-    assert any("KeyError" in m for m in logged), logged
+    assert redis.Redis.from_url(fleet.redis_url).lindex(dead_letter_key(GENERATE_QUEUE), 0) == raw
+    logged = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert any("KeyError" in m and "moved to" in m for m in logged), logged
 
 
 # --- finally -----------------------------------------------------------------------------------------
@@ -744,12 +740,25 @@ def test_the_same_worker_still_completes_a_normal_job(fleet):
     assert fleet.ping()
 
 
-# --- last, because it kills the worker (nothing may run after it on this fleet) ---------------------
+# --- raw garbage on the queue --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: bytes that are not a JSON object, pushed into the "
-                   "generate-tests list, raise out of kombu's Redis BRPOP handler (JSONDecodeError / "
-                   "TypeError): 'Unrecoverable error', the agent exits", raises=AssertionError)
-def test_raw_garbage_on_the_queue_does_not_kill_the_worker(fleet):
-    _push_and_drain(fleet, b"\x00\xffgarbage{{{ not json")
-    assert fleet.ping(), "the worker no longer answers after garbage on its queue"
+def test_raw_garbage_on_the_queue_does_not_kill_the_worker(fleet, caplog):
+    """Bytes that are not a kombu message, LPUSHed raw into the generate queue (kombu's BRPOP would
+    raise JSONDecodeError / TypeError on them): ``fleet.transport`` moves each one to the queue's
+    dead-letter list and logs it; the same worker goes on and completes the next job."""
+    from fleet.transport import dead_letter_key
+
+    r = redis.Redis.from_url(fleet.redis_url)
+    dead = dead_letter_key(GENERATE_QUEUE)
+    garbage = [b"\x00\xffgarbage{{{ not json", b"[1, 2, 3]", b'"a string"', b"null"]
+    with caplog.at_level(logging.ERROR):
+        for raw in garbage:
+            _push_and_drain(fleet, raw)
+        assert fleet.ping(), "the worker no longer answers after garbage on its queue"
+        report = fleet.run("after-raw-garbage", reply(BENIGN))
+    assert kept(report) == ["test_positive"]
+    assert r.lrange(dead, 0, len(garbage) - 1) == garbage[::-1], "the garbage is not in the dead-letter list"
+    logged = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR]
+    for raw in garbage:
+        assert any(repr(raw) in m and repr(GENERATE_QUEUE) in m and repr(dead) in m for m in logged), (raw, logged)

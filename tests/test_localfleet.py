@@ -106,3 +106,18 @@ def test_scale_down_requeues_the_running_job(local):
     moved = [r for r in reports if r["agent"]["deliveries"] == 2]
     assert len(moved) == 1, [r["agent"] for r in reports]
     assert all(r["tests_kept"] == 1 for r in reports)
+
+
+def test_a_killed_agent_requeues_its_job_when_it_comes_back(local):
+    """SIGKILL of the whole agent (main and pool process) mid-job: supervisord restarts it, and the
+    restarted agent puts the unacknowledged job back at once instead of after the visibility
+    timeout (over an hour with the default limits)."""
+    localfleet.up(local, 1, lambda _: None)
+    client = Client(local)
+    job_id = client.submit(make_job("signs3", iterations=4))[0]
+    wait_for(lambda: client.result(job_id)[0] not in ("PENDING", "STARTED"), 60, "the job's first iteration")
+    pid = agent_pid(local, "agent-1")
+    os.killpg(pid, signal.SIGKILL)
+    report = client.wait(job_id, timeout=120)
+    assert report["agent"]["deliveries"] == 2
+    assert agent_pid(local, "agent-1") != pid

@@ -230,7 +230,9 @@ def test_queue_depth_collector_sums_priority_lists_and_reports_a_dead_broker(fle
     client = redis.Redis.from_url(url)
     client.rpush(GENERATE_QUEUE, "m1", "m2")
     client.rpush(f"{GENERATE_QUEUE}\x06\x163", "m3")
-    assert metrics.QueueDepthCollector(url).depths() == {GENERATE_QUEUE: 3, MAINTENANCE_QUEUE: 0}
+    client.rpush(f"{GENERATE_QUEUE}.dead", "garbage")
+    assert metrics.QueueDepthCollector(url).depths() == {GENERATE_QUEUE: 3, MAINTENANCE_QUEUE: 0,
+                                                         f"{GENERATE_QUEUE}.dead": 1, f"{MAINTENANCE_QUEUE}.dead": 0}
     dead = list(metrics.QueueDepthCollector(f"redis://127.0.0.1:{free_port()}/0").collect())
     assert [(f.name, [s.value for s in f.samples]) for f in dead] == [("fleet_broker_up", [0.0])]
 
@@ -250,6 +252,7 @@ def test_worker_exposition_clears_old_files_and_serves(fleet_env, monkeypatch, t
         assert os.environ[metrics.ENV_DIR] == str(path)
         s = scrape(port)
         assert value(s, "fleet_queue_depth", queue=GENERATE_QUEUE) == 0.0
+        assert value(s, "fleet_queue_depth", queue=GENERATE_QUEUE + ".dead") == 0.0
         assert value(s, "fleet_broker_up") == 1.0
         assert metrics.start_worker_exposition(config.load(), "agent-1@h") is None  # port busy: logged
     finally:

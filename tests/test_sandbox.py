@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.sandbox import Limits, Measure, Sandbox, namespace_available
+from fleet.sandbox import (Limits, Measure, Sandbox, namespace_available, private_tmp_available,
+                           private_tmp_dirs, tmpfs_script)
 
 TARGET = "def f(x):\n    if x > 0:\n        return 1\n    return -1\n"
 TESTS = """\
@@ -249,6 +250,29 @@ def test_udp_sendmsg_is_blocked(make_sandbox, network):
         except TimeoutError:
             leaked = None
         assert leaked is None
+
+
+# --- filesystem ---------------------------------------------------------------------------------
+
+
+def test_facts_say_which_filesystem_isolation_is_in_force(make_sandbox):
+    guarded = make_sandbox(Limits(network="guard"))  # no unshare at all: today's shared /tmp
+    assert not guarded.private_tmp and guarded.facts()["filesystem"] == "shared /tmp (no mount namespace)"
+    sb = make_sandbox()
+    private = sb.network == "namespace" and private_tmp_available(sb.python)
+    assert sb.private_tmp == private
+    assert sb.facts()["filesystem"].startswith("private tmpfs /" if private else "shared /tmp (no mount namespace)")
+
+
+def test_tmpfs_script_binds_the_run_dir_back_only_where_it_lives():
+    outside = tmpfs_script(Path("/srv/fleet-sandbox-x/run1"), Path("/srv/fleet-sandbox-x/.stage"), 4096)
+    assert "--bind" not in outside and "--move" not in outside and outside.endswith('exec "$@"')
+    assert outside.count("mount -t tmpfs -o size=4096,mode=1777,nosuid,nodev fleet-tmp ") == len(private_tmp_dirs())
+    first = private_tmp_dirs()[0]
+    inside = tmpfs_script(first / "fleet-sandbox-x" / "run1", first / "fleet-sandbox-x" / ".stage", 4096)
+    stage = first / "fleet-sandbox-x" / ".stage"
+    assert f"mount --bind {first}/fleet-sandbox-x/run1 {stage}/fleet-sandbox-x/run1 && mount --move {stage} {first}" in inside
+    assert "size=1," in tmpfs_script(None, None, 0)  # never 0, which would mean no limit
 
 
 # --- lifecycle ----------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ clear non-pass, and the process calling ``run()`` (the worker) survives and gets
 Most checks only mean something with the confinement this host offers (root: network + PID
 namespace, privilege drop to ``nobody``, RLIMIT_NPROC enforced); each test skips with a reason
 when its confinement is missing. Files the sandbox user should be able to reach are put under a
-root-owned 0755 directory in /tmp: pytest's ``tmp_path`` lies below /tmp/pytest-of-root (0700),
-which would make every "cannot read / cannot write" check pass for the wrong reason.
+root-owned 0755 directory in the repository: pytest's ``tmp_path`` lies below /tmp/pytest-of-root
+(0700), which would make every "cannot read / cannot write" check pass for the wrong reason, and
+with a mount namespace the sandbox does not see the host's /tmp at all (a missing file, not a
+denied one).
 
 The last group replays attacks on the run directory that once reached the worker.
 """
@@ -25,7 +27,6 @@ import struct
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 import uuid
@@ -42,15 +43,6 @@ try:
     NOBODY_UID = pwd.getpwnam("nobody").pw_uid
 except KeyError:
     NOBODY_UID = 65534
-
-
-@pytest.fixture
-def open_dir():
-    """A root-owned 0755 directory the sandbox user can enter (unlike ``tmp_path``, see above)."""
-    path = Path(tempfile.mkdtemp(prefix="fleet-hostile-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _require_drop(sb: Sandbox) -> None:
@@ -233,6 +225,59 @@ def test_writes_outside_the_run_dir_are_denied(make_sandbox, open_dir):
         for t in targets:
             if os.path.lexists(t):
                 os.unlink(t)
+
+
+WORLD_WRITABLE = """\
+import os
+import pytest
+from m import f
+
+@pytest.mark.parametrize("path", {paths!r})
+def test_write_and_read_back(path):
+    with open(path, "w") as fh:
+        fh.write("written inside")
+    with open(path) as fh:
+        assert fh.read() == "written inside"
+    assert f(1) == 1
+
+def test_hosts_files_are_not_visible():
+    assert not os.path.lexists({host_file!r})
+
+def test_tmpfs_is_size_capped():
+    with pytest.raises(OSError) as caught:
+        with open("/tmp/fill-" + {tag!r}, "wb") as fh:
+            for _ in range(4):
+                fh.write(bytes(1024**2))
+                fh.flush()
+    assert caught.value.errno == 28  # ENOSPC: the 2 MiB tmpfs is full, RLIMIT_FSIZE (16 MiB) is not hit
+"""
+
+
+def test_world_writable_dirs_are_private_tmpfs(make_sandbox):
+    """/tmp, /var/tmp and /dev/shm are private, writable tmpfs mounts of ``tmpfs_bytes`` each:
+    the tests can write and read there, nothing reaches the host, the host's own files there are
+    not visible, and the run directory (below /tmp here) and its coverage data still come back."""
+    sb = make_sandbox(Limits(tmpfs_bytes=2 * 1024**2))
+    if not sb.private_tmp:
+        pytest.skip(f"no mount namespace here: {sb.facts()['filesystem']}")
+    assert sb.facts()["filesystem"].startswith("private tmpfs /tmp /var/tmp /dev/shm")
+    tag = uuid.uuid4().hex
+    paths = [f"/tmp/fleet-private-{tag}", f"/var/tmp/fleet-private-{tag}", f"/dev/shm/fleet-private-{tag}"]
+    host_file = Path(f"/tmp/fleet-host-{tag}")
+    host_file.write_text("the host's")
+    host_file.chmod(0o644)
+    try:
+        result = sb.run(WORLD_WRITABLE.format(paths=paths, host_file=str(host_file), tag=tag))
+        statuses = {k: o.status for k, o in result.outcomes.items()}
+        assert statuses == {"test_write_and_read_back": "passed", "test_hosts_files_are_not_visible": "passed",
+                            "test_tmpfs_is_size_capped": "passed"}, result.output
+        assert [p for p in [*paths, f"/tmp/fill-{tag}"] if os.path.lexists(p)] == []
+        assert result.lines_by_context, "no coverage read back from the run directory"
+    finally:
+        host_file.unlink()
+        for path in [*paths, f"/tmp/fill-{tag}"]:
+            if os.path.lexists(path):
+                os.unlink(path)
 
 
 ENV_DUMP = """\

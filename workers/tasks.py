@@ -18,6 +18,7 @@ from fleet.sona.publisher import consolidate_fleet
 from fleet.sona.settings import LearningSettings
 from fleet.sona.wiring import learning_store
 from fleet import config
+from fleet.inflight import Inflight
 from fleet import metrics
 from fleet.costs import PriceTable
 from fleet.errors import BadInput, FleetError
@@ -46,6 +47,14 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
     deliveries = count_delivery(agent.redis, agent.keys, job.job_id, settings["celery"]["result_expires"])
     if deliveries > settings["celery"]["max_deliveries"]:
         raise PoisonJob(f"job {job.job_id} was delivered {deliveries} times (celery.max_deliveries); giving up")
+    try:
+        return _run(self, agent, job, deliveries)
+    finally:  # the message is acknowledged next: nothing to requeue if this agent dies now
+        Inflight(agent.redis, agent.keys, agent.agent_id, 0).clear(job.job_id)
+
+
+def _run(task: Any, agent: agent_mod.Agent, job: Job, deliveries: int) -> dict[str, Any]:
+    """The job itself: route, answer from the cache or generate, learn, record; the report."""
     touch_agent(agent.redis, agent.keys, agent.agent_id)
     started = time.monotonic()
     now = config.load()
@@ -58,10 +67,10 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
         report["cached"], report["cached_from"] = True, report.get("agent")
         report["learning"] = {"applied": False, "why": "answered from the result cache"}
     else:
-        report = _generate(self, agent, job, flags, routed)
+        report = _generate(task, agent, job, flags, routed)
     report["flags"] = asdict(flags)
     report["agent"] = {"id": agent.agent_id, "namespace": agent.keys.agent(agent.agent_id),
-                       "node": self.request.hostname, "deliveries": deliveries}
+                       "node": task.request.hostname, "deliveries": deliveries}
     report["wall_seconds"] = round(time.monotonic() - started, 3)
     if flags.cache and not report["cached"]:
         agent.cache.put(key, report, target=job.module)
