@@ -240,7 +240,20 @@ def apply_users(admin: redis.Redis, acl: AclSettings, *, prefix: str, agents: li
         except redis.ResponseError as exc:
             raise ConfigError(f"ACL SETUSER {name} failed: {exc}") from None
         log.info("Redis ACL user %s: %s", name, " ".join(rules))
+    persist(admin)
     return list(users)
+
+
+def persist(admin: redis.Redis) -> bool:
+    """``ACL SAVE``: write the users to the server's ``aclfile`` so that they survive a restart
+    (``fleet run-redis`` configures one). False, logged, when the server has no aclfile: then the
+    users must be applied again after each Redis restart (`fleet acl apply`)."""
+    try:
+        admin.execute_command("ACL", "SAVE")
+        return True
+    except redis.ResponseError as exc:
+        log.warning("Redis ACL users were not saved (%s): apply them again after a Redis restart", exc)
+        return False
 
 
 def prepare_secrets(settings: Settings, agents: list[str]) -> Secrets:

@@ -10,6 +10,7 @@ entries under honcho or foreman for those who prefer them (``honcho start -c wor
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -17,7 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 
@@ -55,13 +56,35 @@ def _exec(argv: list[str], env: dict[str, str] | None = None) -> None:
     os.execvpe(argv[0], argv, {**os.environ, **(env or {})})
 
 
+def redis_conf(settings: Settings) -> Path:
+    """Write ``<data_dir>/run/redis.conf`` (mode 0600): the shipped config/redis.conf plus an
+    ``aclfile`` beside it, so ACL users applied by `fleet acl apply` survive restarts
+    (:func:`fleet.acl.persist`). The aclfile's ``default`` user follows ``redis.url``: with a
+    password there, ``user default on #<sha256> ~* &* +@all``; without one, Redis's own
+    passwordless default."""
+    run = run_dir(settings)
+    aclfile = run / "users.acl"
+    aclfile.touch(mode=0o600, exist_ok=True)
+    url = urlsplit(settings["redis"]["url"])
+    users = [line for line in aclfile.read_text().splitlines() if not line.startswith("user default ")]
+    if url.password and unquote(url.username or "default") == "default":
+        digest = hashlib.sha256(unquote(url.password).encode()).hexdigest()
+        users.insert(0, f"user default on #{digest} ~* &* +@all")
+    aclfile.write_text("".join(f"{line}\n" for line in users))
+    path = run / "redis.conf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"include {CONFIG_DIR / 'redis.conf'}\naclfile {aclfile}\n")
+    return path
+
+
 def exec_redis(settings: Settings) -> None:
-    """Exec redis-server with config/redis.conf on the host/port of ``redis.url``."""
+    """Exec redis-server with :func:`redis_conf` on the host/port of ``redis.url``."""
     url = urlsplit(settings["redis"]["url"])
     binary = shutil.which("redis-server")
     if binary is None:
         raise FleetError("redis-server is not installed: `apt-get install redis-server`", )
-    _exec([binary, str(CONFIG_DIR / "redis.conf"), "--bind", url.hostname or "127.0.0.1",
+    _exec([binary, str(redis_conf(settings)), "--bind", url.hostname or "127.0.0.1",
            "--port", str(url.port or 6379), "--dir", str(run_dir(settings))])
 
 

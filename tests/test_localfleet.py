@@ -11,10 +11,12 @@ import signal
 import time
 
 import pytest
+import redis
 
 from conftest import free_port
 from fleet import config, localfleet
 from fleet.client import Client
+from fleet.errors import FleetError
 from fleet.jobs import Job, Options
 
 pytestmark = pytest.mark.integration
@@ -46,7 +48,11 @@ def local(tmp_path, monkeypatch):
 
 
 def online(settings) -> set[str]:
-    return {w.split("@", 1)[0] for w in Client(settings).status(ping_timeout=1.0)["workers"]}
+    """Agents answering a ping (none while Redis is unreachable)."""
+    try:
+        return {w.split("@", 1)[0] for w in Client(settings).status(ping_timeout=1.0)["workers"]}
+    except (redis.RedisError, FleetError):
+        return set()
 
 
 def agent_pid(settings, name: str) -> int:
@@ -121,3 +127,32 @@ def test_a_killed_agent_requeues_its_job_when_it_comes_back(local):
     report = client.wait(job_id, timeout=120)
     assert report["agent"]["deliveries"] == 2
     assert agent_pid(local, "agent-1") != pid
+
+
+def test_acl_users_and_the_password_survive_a_redis_restart(local, monkeypatch):
+    """With ACLs on and a password in redis.url, `fleet up` runs Redis with requirepass and an
+    aclfile: the agents' users are saved, and after a Redis restart they are still there."""
+    port = local["redis"]["url"].rsplit(":", 1)[1]
+    monkeypatch.setenv("FLEET_REDIS_URL", f"redis://:s3cret-pw@127.0.0.1:{port}")
+    monkeypatch.setenv("FLEET_ACL_ENABLED", "true")
+    settings = config.load()
+    localfleet.up(settings, 1, lambda _: None)
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=int(port.split("/")[0])).ping()
+    admin = redis.Redis.from_url(settings["redis"]["url"])
+    before = sorted(admin.acl_users())
+    assert "agent-1" in " ".join(before)
+    rpc = localfleet.supervisor(settings).rpc()
+    rpc.stopProcess("redis")
+    rpc.startProcess("redis")
+    wait_for(lambda: _answers(settings["redis"]["url"]), 30, "Redis to come back")
+    assert sorted(redis.Redis.from_url(settings["redis"]["url"]).acl_users()) == before
+    wait_for(lambda: "agent-1" in online(settings), 60, "the agent to reconnect")
+    localfleet.down(settings, lambda _: None, timeout=60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
