@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from fleet.errors import ConfigError
@@ -120,4 +121,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             if name in env:
                 table[key] = _convert(env[name], default, name)
                 sources[f"{section}.{key}"] = f"env {name}"
+    _require_password(values["redis"])
     return Settings(values=values, sources=sources)
+
+
+def _require_password(redis_cfg: Mapping[str, Any]) -> None:
+    """ConfigError when ``redis.require_password`` is on and ``redis.url`` carries no password."""
+    if redis_cfg.get("require_password") and not urlsplit(redis_cfg["url"]).password:
+        raise ConfigError("redis.require_password is on (production): give the password in FLEET_REDIS_URL, "
+                          "e.g. redis://:PASSWORD@host:6379/0 (the local fleet's Redis then requires it too)")

@@ -136,9 +136,12 @@ def test_empty_fleet_config_means_no_overlay():
 
 
 def test_production_overlay_file_loads():
-    settings = load(environ={"FLEET_CONFIG": str(config.CONFIG_DIR / "production.toml")})
+    production = str(config.CONFIG_DIR / "production.toml")
+    settings = load(environ={"FLEET_CONFIG": production, "FLEET_REDIS_URL": "redis://:pw@127.0.0.1:6379/0"})
     assert settings["sandbox"]["network"] == "namespace"
     assert settings.data_dir == Path("/var/lib/fleet")
+    with pytest.raises(ConfigError, match="require_password is on"):
+        load(environ={"FLEET_CONFIG": production})
 
 
 @pytest.mark.parametrize(

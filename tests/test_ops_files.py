@@ -23,7 +23,8 @@ SANDBOX_CAPS = {"SYS_ADMIN", "SETUID", "SETGID", "CHOWN", "KILL", "DAC_OVERRIDE"
 
 @pytest.fixture(scope="module")
 def production() -> config.Settings:
-    return config.load({"FLEET_CONFIG": str(ROOT / "config" / "production.toml")})
+    return config.load({"FLEET_CONFIG": str(ROOT / "config" / "production.toml"),
+                        "FLEET_REDIS_URL": "redis://:pw@127.0.0.1:6379/0"})
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
