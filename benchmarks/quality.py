@@ -6,7 +6,8 @@ run (in-process, no Celery: the point is the engine), the sandbox using that ven
 within a per-module time budget; then re-measure the kept suite from scratch (5 reruns, line +
 branch coverage) and its mutation score. Prints a table and writes JSON.
 
-    python benchmarks/quality.py [LIST] [--model GGUF] [--budget 600] [--ablate PART] [--only NAME] [--mutants N]
+    python benchmarks/quality.py [LIST] [--model GGUF] [--budget 600] [--iterations N] [--ablate PART]
+                                 [--only NAME] [--mutants N]
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("list", nargs="?", type=Path, default=DEFAULT_LIST, help="module list file")
     p.add_argument("--model", type=Path, help="GGUF file (default: the configured, verified model)")
     p.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
+    p.add_argument("--iterations", type=int, help="refinement iterations per module (default "
+                   "engine.max_iterations); with a large --budget the run no longer depends on the machine's speed")
     p.add_argument("--ablate", action="append", default=[], choices=["acceptance", "coverage-feedback", "oracle",
                    "error-feedback", "segmenting"], help="switch a part off (repeatable)")
     p.add_argument("--only", action="append", default=[], help="run only modules whose name contains this")
@@ -57,6 +60,8 @@ def _engine(args: argparse.Namespace, settings) -> Engine:
     backend = LocalBackend(model, n_ctx=settings["model"]["n_ctx"], n_threads=settings["model"]["n_threads"],
                            seed=settings["model"]["seed"])
     eng = replace(EngineSettings.from_settings(settings), time_budget=args.budget, ablate=tuple(args.ablate))
+    if args.iterations:
+        eng = replace(eng, max_iterations=args.iterations)
     if args.mutants is not None:
         eng = replace(eng, mutation_max_mutants=args.mutants)
     return Engine(backend, sampling=Sampling.from_settings(settings), settings=eng, limits=Limits.from_settings(settings))
@@ -139,6 +144,7 @@ def main() -> None:
     out = args.out or ROOT / "benchmarks" / "results" / f"quality{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"list": str(args.list), "ablate": args.ablate, "budget_s": args.budget,
+                               "iterations": args.iterations,
                                "rows": rows}, indent=1, default=str))
     print(f"wrote {out}")
 
