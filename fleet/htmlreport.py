@@ -16,13 +16,19 @@ WIDTH, HEIGHT, PAD = 560, 220, 30
 SERIES = (("quality", "#1f6feb"), ("line", "#2da44e"), ("branch", "#bf8700"))
 
 
-def chart(iterations: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One SVG polyline per series: x = iteration (evenly spaced), y = value in [0, 1]."""
+def chart(iterations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One SVG series per measure: ``points`` for a polyline and ``dots`` (x, y) for its markers
+    (a single iteration is a dot, not a line); x = iteration (evenly spaced), y = value in [0, 1]."""
     n = max(1, len(iterations) - 1)
-    def point(i: int, v: float) -> str:
-        return f"{PAD + i * (WIDTH - 2 * PAD) / n:.1f},{HEIGHT - PAD - v * (HEIGHT - 2 * PAD):.1f}"
-    return [{"name": key, "color": color, "points": " ".join(point(i, float(it.get(key, 0))) for i, it in enumerate(iterations))}
-            for key, color in SERIES]
+
+    def point(i: int, v: float) -> tuple[str, str]:
+        return f"{PAD + i * (WIDTH - 2 * PAD) / n:.1f}", f"{HEIGHT - PAD - v * (HEIGHT - 2 * PAD):.1f}"
+
+    series = []
+    for key, color in SERIES:
+        dots = [point(i, float(it.get(key, 0))) for i, it in enumerate(iterations)]
+        series.append({"name": key, "color": color, "dots": dots, "points": " ".join(f"{x},{y}" for x, y in dots)})
+    return series
 
 
 def annotated(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -39,18 +39,33 @@ def test_chart_maps_values_to_the_plot_area():
     assert line["points"].split()[0].split(",")[1] == f"{HEIGHT - PAD - 0.5 * (HEIGHT - 2 * PAD):.1f}"
 
 
+def test_a_single_iteration_is_drawn_as_dots():
+    (quality, line, branch) = chart([{"quality": 0.75, "line": 0.8, "branch": 0.5}])
+    assert [len(s["dots"]) for s in (quality, line, branch)] == [1, 1, 1]
+    assert quality["dots"][0] == (f"{PAD:.1f}", f"{HEIGHT - PAD - 0.75 * (HEIGHT - 2 * PAD):.1f}")
+    one = {"iteration": 1, "focus": "module", "quality": 0.75, "line": 0.8, "branch": 0.5, "kept": 1, "rejected": 0,
+           "seconds": 1.0, "tokens_in": 10, "tokens_out": 5}
+    page = render(minimal_report(iterations=[one]))
+    assert page.count("<circle") == 3
+
+
 def test_source_lines_are_marked_missing_or_partial():
     report = {"target": {"source": SOURCE}, "missing": {"lines": [4], "branches": [[2, 4]]}}
     assert [line["cls"] for line in annotated(report)] == ["", "partial", "", "missing"]
 
 
+def minimal_report(**fields) -> dict:
+    return {"module": "m", "job_id": "j", "status": "ok", "tests_kept": 0, "coverage_before": {"line": 0, "branch": 0},
+            "coverage_after": {"line": 0, "branch": 0}, "quality": 0.0, "quality_formula": "q", "reruns": 5,
+            "final_runs_passed": 5, "iterations": [], "stop_reason": "plateau", "seconds": 1.0,
+            "tokens": {"in": 1, "out": 1}, "model": {"id": "x"}, "tests": [], "sandbox": {}, "rejected": [],
+            "target": {"path": "m.py", "source": "x = 1\n"}, **fields}
+
+
 def test_hostile_text_in_the_report_is_escaped():
-    report = {"module": "m", "job_id": "j", "status": "ok", "tests_kept": 0, "coverage_before": {"line": 0, "branch": 0},
-              "coverage_after": {"line": 0, "branch": 0}, "quality": 0.0, "quality_formula": "q", "reruns": 5,
-              "final_runs_passed": 5, "iterations": [], "stop_reason": "plateau", "seconds": 1.0,
-              "tokens": {"in": 1, "out": 1}, "model": {"id": "x"}, "tests": [], "sandbox": {},
-              "rejected": [{"iteration": 1, "name": "t", "reason": "assertion", "detail": "<script>alert(1)</script>"}],
-              "target": {"path": "m.py", "source": "x = '</pre><script>bad()</script>'\n"}}
+    report = minimal_report(
+        rejected=[{"iteration": 1, "name": "t", "reason": "assertion", "detail": "<script>alert(1)</script>"}],
+        target={"path": "m.py", "source": "x = '</pre><script>bad()</script>'\n"})
     page = render(report)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
