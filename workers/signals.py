@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from typing import Any
 
-from celery.signals import celeryd_init, task_received, worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import celeryd_init, task_received, worker_process_init, worker_process_shutdown
 
-from fleet import config, inflight, metrics
+from fleet import config, metrics
 from fleet.celeryconf import GENERATE_TASK
-from workers import agent
+from workers import agent, steps
 
 log = logging.getLogger(__name__)
 
@@ -30,29 +29,13 @@ def serve_metrics(sender: str | None = None, **_: object) -> None:
     metrics.start_worker_exposition(config.load(), sender)
 
 
-@functools.cache
-def _inflight(nodename: str | None) -> inflight.Inflight:
-    settings = config.load()
-    return inflight.for_agent(settings, agent.agent_id_for(settings, nodename))
-
-
-@worker_ready.connect
-def requeue_orphaned_jobs(sender: Any = None, **_: object) -> None:
-    """In the main worker process, once it consumes: requeue the jobs this agent id held when its
-    previous process was killed (fleet/inflight.py). Never stops the worker."""
-    try:
-        _inflight(getattr(sender, "hostname", None)).requeue_orphans(sender.app)
-    except Exception:  # noqa: BLE001 - a failed requeue leaves the job to the visibility timeout
-        log.exception("could not requeue the jobs of this agent's previous process")
-
-
 @task_received.connect
 def remember_delivery(sender: Any = None, request: Any = None, **_: object) -> None:
     """In the main worker process, as a job message arrives: record its delivery tag."""
     tag = getattr(getattr(request, "message", None), "delivery_tag", None)
     if tag and getattr(request, "name", None) == GENERATE_TASK:
         try:
-            _inflight(getattr(sender, "hostname", None)).mark(request.id, str(tag))
+            steps.record(getattr(sender, "hostname", None)).mark(request.id, str(tag))
         except Exception:  # noqa: BLE001 - bookkeeping only: the job runs regardless
             log.exception("could not record the delivery of job %s", request.id)
 

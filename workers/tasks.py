@@ -50,7 +50,17 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
     try:
         return _run(self, agent, job, deliveries)
     finally:  # the message is acknowledged next: nothing to requeue if this agent dies now
-        Inflight(agent.redis, agent.keys, agent.agent_id, 0).clear(job.job_id)
+        _forget_inflight(agent, job.job_id)
+
+
+def _forget_inflight(agent: agent_mod.Agent, job_id: str) -> None:
+    """Clear the job's in-flight entry. A Redis error must not replace the job's own outcome (a
+    cancel when the broker connection was lost): the entry then stays, and the reconnecting
+    consumer requeues the job (workers/steps.py)."""
+    try:
+        Inflight(agent.redis, agent.keys, agent.agent_id, 0).clear(job_id)
+    except redis.RedisError as exc:
+        log.warning("job %s: could not clear its in-flight entry: %s", job_id, exc)
 
 
 def _run(task: Any, agent: agent_mod.Agent, job: Job, deliveries: int) -> dict[str, Any]:
