@@ -76,11 +76,13 @@ def rejections(report: dict) -> dict[str, str]:
 
 
 @pytest.fixture
-def tmp_marker():
-    """A unique path in /tmp that the sandboxed tests may use as a counter; removed afterwards."""
-    path = Path(f"/tmp/fleet-engine-test-{uuid.uuid4().hex}")
-    yield path
-    path.unlink(missing_ok=True)
+def tmp_marker(open_dir):
+    """A file the sandboxed tests may use as a run counter: 0666 in a directory outside /tmp, so it
+    outlives each sandbox run even where the sandbox gives every run its own private /tmp."""
+    path = open_dir / "counter"
+    path.write_text("0")
+    path.chmod(0o666)
+    return path
 
 
 def counting_test(name: str, marker: Path, body: str, on_second: str) -> str:
