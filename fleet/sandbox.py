@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet import hints_plugin
 from fleet.junit import Outcome, parse_junit_bytes
 
 TEST_FILE = "tests/test_generated.py"
@@ -57,6 +58,7 @@ class _GuardedSocket(_s.socket):
 _s.socket = _GuardedSocket
 _s.create_connection = _blocked
 '''
+_HINTS = Path(hints_plugin.__file__).read_text(encoding="utf-8")  # loaded in the sandbox as -p fleet_hints
 _RCFILE = """\
 [run]
 branch = True
@@ -319,6 +321,7 @@ class Sandbox:
         site.mkdir()
         if self.network == "guard":
             (site / "sitecustomize.py").write_text(_GUARD)
+        (site / "fleet_hints.py").write_text(_HINTS)
         if self.ids:  # the tests may write only their run directory; the sources stay read-only
             os.chown(run_dir, *self.ids)
         return run_dir
@@ -326,7 +329,7 @@ class Sandbox:
     def _command(self, run_dir: Path, select: list[str] | None) -> list[str]:
         nodes = [f"{TEST_FILE}::{name}" for name in select] if select else [TEST_FILE]
         cmd = [
-            self.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+            self.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout", "-p", "fleet_hints",
             "-p", "pytest_cov", "--cov", f"--cov-config={run_dir / '.coveragerc'}", "--cov-branch",
             "--cov-context=test", "--cov-report=",
             f"--timeout={max(5, int(self.limits.timeout // 2))}", f"--junitxml={run_dir / 'junit.xml'}",

@@ -370,3 +370,23 @@ def test_an_iteration_makes_several_attempts_until_nothing_is_left_to_cover():
     assert report["stop_reason"] in ("converged", "fully-covered")
     assert set(kept(report)) == {"test_add", "test_sign_positive", "test_sign_negative", "test_sign_zero"}
     assert len(backend.prompts) == 3
+
+
+def test_an_api_hint_is_kept_as_a_fact_for_later_prompts():
+    bad_call = "def test_sign_keyword():\n    assert sign(value=3) == 1\n"
+    report, backend = run_engine([reply(T_ADD, bad_call), reply(T_POS), reply(T_NEG)], max_iterations=3, patience=5)
+    detail = next(r["detail"] for r in report["rejected"] if r["name"] == "test_sign_keyword")
+    assert "[hint] the signature is sign(x)" in detail
+    first, second, third = (p[-1].content for p in backend.prompts)
+    assert "learned from earlier failed tests" not in first
+    fact = "sign() got an unexpected keyword argument 'value' → the signature is sign(x)"
+    assert fact in second
+    assert fact in third and "test_sign_keyword" not in third  # the error is gone, the fact stays
+
+
+def test_hints_ablation_removes_facts_and_hints():
+    bad_call = "def test_sign_keyword():\n    assert sign(value=3) == 1\n"
+    _, backend = run_engine([reply(T_ADD, bad_call), reply(T_POS)], max_iterations=2, patience=5, ablate=("oracle", "hints"))
+    second = backend.prompts[1][-1].content
+    assert "got an unexpected keyword argument 'value'" in second and "[hint]" not in second
+    assert "learned from earlier failed tests" not in second

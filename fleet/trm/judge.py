@@ -56,10 +56,12 @@ def reason_of(outcome: Outcome, timed_out: bool = False) -> str:
 
 
 def trim_error(message: str, limit: int) -> str:
-    """The informative lines of a pytest failure: the summary and the ``E`` lines, capped."""
+    """The informative lines of a pytest failure: the summary and the ``E`` lines, each once (an
+    ``E`` line that repeats the summary is dropped), capped at ``limit`` characters."""
     lines = message.splitlines()
     keep = [ln for ln in lines[:1] + [ln for ln in lines if ln.startswith("E ")] if ln.strip()]
-    text = "\n".join(dict.fromkeys(keep)) or message
+    unique = dict.fromkeys(ln.removeprefix("E").strip() for ln in keep)
+    text = "\n".join(unique) or message
     return text[:limit]
 
 

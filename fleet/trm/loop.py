@@ -29,6 +29,7 @@ from fleet.trm.judge import Judge, Verdict, trim_error
 from fleet.trm.parse import Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
 from fleet.trm.context import related_definitions
+from fleet.trm.facts import Facts, without_hints
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
 from fleet.trm.suite import Suite
@@ -64,7 +65,7 @@ class EngineSettings:
     mutation_max_mutants: int = 30
     mutation_budget: float = 90.0
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle.
+    # segmenting, oracle, hints.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -135,6 +136,7 @@ class _Run:
         self.attempts: Counter[str] = Counter()
         self.asked = 0
         self.errors: list[str] = []
+        self.facts = Facts()
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
@@ -142,8 +144,11 @@ class _Run:
     def _focus(self) -> prompts.Focus:
         focus = self._segment_focus()
         ablate = self.cfg.ablate
+        errors = [] if "error-feedback" in ablate else focus.errors
+        if "hints" in ablate:
+            errors = [without_hints(err) for err in errors]
         return replace(focus, missing_lines=[] if "coverage-feedback" in ablate else focus.missing_lines,
-                       errors=[] if "error-feedback" in ablate else focus.errors)
+                       errors=errors, facts=[] if "hints" in ablate else list(self.facts))
 
     def _segment_focus(self) -> prompts.Focus:
         """The module's public API first (small modules, first prompt), then the segments with the largest
@@ -189,7 +194,9 @@ class _Run:
     def _record(self, iteration: int, rejected: list[Rejection]) -> None:
         for r in rejected:
             self.rejected.append({"name": r.name, "reason": r.reason, "detail": r.detail, "iteration": iteration})
-        self.errors = [f"{r.name}: {r.detail[:240]}" for r in rejected if r.reason in FEEDBACK_REASONS and r.detail]
+        fed = [r for r in rejected if r.reason in FEEDBACK_REASONS and r.detail]
+        self.errors = [f"{r.name}: {r.detail[:240]}" for r in fed]
+        self.facts.learn([r.detail for r in fed])
 
     def _attempt(self, iteration: int) -> dict[str, Any]:
         """One prompt: choose a focus, ask, parse, judge, repair expected values; the attempt's figures."""

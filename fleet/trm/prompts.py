@@ -4,7 +4,8 @@ Layout of every prompt of a job (identical up to the "Task" line, so llama.cpp r
     system text · target module source (cut to a character budget) · signatures of what it
     imports from its own package (:mod:`fleet.trm.context`) · the rules (with the edge-case rule
     when the job's strategy asks for it) ·
-    then what changes: an exemplar test when one is given, the task for one segment, the
+    then what changes: API facts learned from earlier failures (:mod:`fleet.trm.facts`), an
+    exemplar test when one is given, the task for one segment, the
     segment's uncovered lines, and the errors of the previous attempt. The reply is prefilled
     with a code fence and the target's import.
 """
@@ -31,6 +32,7 @@ class Focus:
     missing_lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
 
 
 def source_block(source: str, limit: int) -> str:
@@ -78,6 +80,8 @@ def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_sou
              "- Work out each expected value by reading the code carefully; use only pytest and the standard library.",
              *([EDGE_CASES] if edge_cases else []),
              ""]
+    if focus.facts:
+        parts += ["Facts about this code, learned from earlier failed tests:", *[f"- {f}" for f in focus.facts], ""]
     for example in focus.examples[:2]:
         parts += ["An example of a good test from a similar module:", "```python", example, "```"]
     parts += _task(analysis, focus, source, max_source_chars)
