@@ -2,15 +2,20 @@
 
 A small model that calls ``Docstring(short=...)`` or ``date.from_isoformat`` reads
 ``TypeError: ... unexpected keyword argument`` and guesses again. The runtime knows the answer,
-so when a test fails this plugin appends one ``[hint]`` line to the exception's message (which is
-what pytest reports and the engine feeds back):
+so when a test fails this plugin appends a ``[hint]`` to the exception's message (which is what
+pytest reports and the engine feeds back), an API fact:
 
 - ``AttributeError`` with ``obj`` and ``name`` (Python ≥ 3.10): the closest attribute names of
   that object (:func:`difflib.get_close_matches`), else its first public attributes;
 - ``TypeError`` from binding a call (``f() got an unexpected keyword argument``, ``missing N
   required``, ``takes N positional``): ``inspect.signature`` of the callable, resolved by its
   qualified name in the failing frame's locals and globals;
-- ``NameError``: the already-imported module that defines the name, as an import line.
+- ``NameError``: the already-imported module that defines the name, as an import line;
+- else, for an exception raised inside the code under test, a ``[where]``: the function, line and
+  source line, so the model sees which of its inputs the code could not handle;
+- ``assert a == b`` between two instances of a class without ``__eq__`` (identity comparison,
+  always false): the attributes to compare instead, and those that differ
+  (``pytest_assertrepr_compare``).
 
 The file is copied into the sandbox's ``site`` directory and loaded with ``-p fleet_hints``; it
 uses only the standard library and pytest. Any failure while building a hint leaves the error as
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import linecache
 import re
 import sys
 import types
@@ -99,23 +105,74 @@ def name_hint(exc: NameError) -> str:
     return ""
 
 
+def _under_test(frame: types.FrameType) -> bool:
+    """A frame of the code under test: a file in the sandbox's ``src`` directory."""
+    parts = frame.f_code.co_filename.replace("\\", "/").split("/")
+    return "src" in parts[:-1] and "site-packages" not in parts
+
+
+def location_hint(tb: types.TracebackType | None) -> str:
+    """Where the code under test raised: its innermost frame's function, line and source line."""
+    frame, lineno = None, 0
+    while tb is not None:
+        if _under_test(tb.tb_frame):
+            frame, lineno = tb.tb_frame, tb.tb_lineno
+        tb = tb.tb_next
+    if frame is None:
+        return ""
+    source = linecache.getline(frame.f_code.co_filename, lineno).strip()
+    name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name).split(".<locals>")[0]
+    return f"raised in `{name}` at line {lineno}: `{source}`"
+
+
 def hint_for(exc: BaseException, tb: types.TracebackType | None) -> str:
-    """The hint for ``exc``, or ""."""
+    """`` [hint] <API fact>`` for ``exc``, else `` [where] <location in the code under test>``, or ""."""
+    hint = ""
     if isinstance(exc, AttributeError):
-        return attribute_hint(exc)
-    if isinstance(exc, TypeError):
-        return call_hint(exc, tb)
-    if isinstance(exc, NameError):
-        return name_hint(exc)
-    return ""
+        hint = attribute_hint(exc)
+    elif isinstance(exc, TypeError):
+        hint = call_hint(exc, tb)
+    elif isinstance(exc, NameError):
+        hint = name_hint(exc)
+    if hint:
+        return f" [hint] {hint[:MAX_HINT]}"
+    where = "" if isinstance(exc, AssertionError) else location_hint(tb)
+    return f" [where] {where[:MAX_HINT]}" if where else ""
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """An instance's public attributes (``__dict__`` or ``__slots__``)."""
+    if hasattr(obj, "__dict__"):
+        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+    slots = [s for cls in type(obj).__mro__ for s in getattr(cls, "__slots__", ())]
+    return {s: getattr(obj, s) for s in slots if not s.startswith("_") and hasattr(obj, s)}
+
+
+def pytest_assertrepr_compare(op: str, left: Any, right: Any) -> list[str] | None:
+    """For ``==`` between instances of one class that has no ``__eq__``: say so, name the
+    attributes to compare instead and show those that differ (at most ``MAX_LISTED``)."""
+    try:
+        cls = type(left)
+        if op != "==" or type(right) is not cls or cls.__eq__ is not object.__eq__:
+            return None
+        fields_left, fields_right = _fields(left), _fields(right)
+        names = ", ".join(list(fields_left)[:MAX_LISTED]) or "its public methods"
+        lines = [f"`{cls.__name__}` has no __eq__, so == compares identity [hint] compare attributes instead: {names}"]
+        for name in list(fields_left)[:MAX_LISTED]:
+            if name in fields_right and fields_left[name] != fields_right[name]:
+                lines.append(f"{name}: {fields_left[name]!r:.80} != {fields_right[name]!r:.80}")
+        return lines
+    except Exception:  # noqa: BLE001 - a hint must never change the outcome
+        return None
 
 
 def annotate(exc: BaseException, tb: types.TracebackType | None) -> None:
-    """Append `` [hint] ...`` to the first argument of ``exc`` (what ``str(exc)`` shows)."""
+    """Append the hint to the first argument of ``exc`` (what ``str(exc)`` shows), once."""
     try:
-        hint = hint_for(exc, tb)[:MAX_HINT]
-        if hint and exc.args and isinstance(exc.args[0], str) and "[hint]" not in exc.args[0]:
-            exc.args = (f"{exc.args[0]} [hint] {hint}", *exc.args[1:])
+        hint = hint_for(exc, tb)
+        first = exc.args[0] if exc.args else None
+        if hint and isinstance(first, str) and " [hint] " not in first and " [where] " not in first:
+            exc.args = (first + hint, *exc.args[1:])
     except Exception:  # noqa: BLE001 - a hint must never change the outcome
         return
 

@@ -28,6 +28,10 @@ class Ledger:
 
 def today():
     return datetime.date.today()
+
+
+def total(pairs):
+    return sum(amount for amount, _ in pairs)
 '''
 
 TESTS = '''\
@@ -61,6 +65,15 @@ def test_plain_assertion():
 
 def test_unrelated_type_error():
     len(Money(1))
+
+
+def test_bad_input():
+    from money import total
+    assert total([1, 2]) == 3
+
+
+def test_identity():
+    assert Money(1) == Money(2)
 '''
 
 
@@ -90,5 +103,28 @@ def test_undefined_name_gets_its_import(messages):
 
 def test_other_failures_are_left_as_they_were(messages):
     assert "[hint]" not in messages["test_plain_assertion"]
-    assert "[hint]" not in messages["test_unrelated_type_error"]
     assert "has no len()" in messages["test_unrelated_type_error"]
+    assert "[hint]" not in messages["test_unrelated_type_error"].split("has no len()")[1].splitlines()[0]
+
+
+def test_an_error_inside_the_code_under_test_says_where(messages):
+    assert "[where] raised in `total` at line" in messages["test_bad_input"]
+    assert "`return sum(amount for amount, _ in pairs)`" in messages["test_bad_input"]
+
+
+def test_identity_comparison_names_the_attributes_to_compare(messages):
+    message = messages["test_identity"]
+    assert "`Money` has no __eq__, so == compares identity [hint] compare attributes instead: amount, currency" in message
+    assert "amount: 1 != 2" in message
+
+
+def test_facts_are_deduplicated_by_hint_and_capped_newest_first():
+    from fleet.trm.facts import MAX_FACTS, Facts
+
+    facts = Facts()
+    sig = "TypeError: f() got an unexpected keyword argument '{}' [hint] the signature is f(x)"
+    facts.learn([sig.format("a"), sig.format("b"), "assert 1 == 2", "TypeError: bad [where] raised in `g` at line 3: `x`"])
+    assert list(facts) == ["f() got an unexpected keyword argument 'b' → the signature is f(x)"]
+    facts.learn([f"NameError: name 'n{i}' is not defined [hint] import it: from m import n{i}" for i in range(MAX_FACTS)])
+    assert len(facts) == MAX_FACTS and "signature" not in " ".join(facts)
+    assert list(facts)[-1] == f"name 'n{MAX_FACTS - 1}' is not defined → import it: from m import n{MAX_FACTS - 1}"

@@ -14,7 +14,8 @@ import re
 MAX_FACTS = 8
 MAX_FACT_CHARS = 220
 MARK = " [hint] "
-_TYPE = re.compile(r"^(?:E\s+)?[A-Za-z_][\w.]*(?:Error|Exception): ")
+WHERE = " [where] "
+_TYPE = re.compile(r"^(?:E\s+)?(?:[A-Za-z_][\w.]*(?:Error|Exception): |assert )")
 
 
 def fact_of(detail: str) -> tuple[str, str] | None:
@@ -27,8 +28,8 @@ def fact_of(detail: str) -> tuple[str, str] | None:
 
 
 def without_hints(text: str) -> str:
-    """``text`` with every ``[hint] ...`` tail removed (the ablation of hints)."""
-    return "\n".join(ln.split(MARK, 1)[0] for ln in text.splitlines())
+    """``text`` with every ``[hint] ...`` and ``[where] ...`` tail removed (the ablation of hints)."""
+    return "\n".join(ln.split(MARK, 1)[0].split(WHERE, 1)[0] for ln in text.splitlines())
 
 
 class Facts:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from fleet.junit import COLLECTION, Outcome
 from fleet.sandbox import Measure, RunResult, Sandbox
+from fleet.trm.facts import without_hints
 from fleet.trm.parse import Rejection, Unit
 from fleet.trm.repair import Context
 from fleet.trm.suite import Suite
@@ -49,8 +50,9 @@ def reason_of(outcome: Outcome, timed_out: bool = False) -> str:
         return "timeout"
     if outcome.status == "skipped":
         return "skipped"
+    message = without_hints(outcome.message)  # a quoted source line must not decide the reason
     for needle, reason in _REASONS:
-        if needle in outcome.message:
+        if needle in message:
             return reason
     return "exception"
 
