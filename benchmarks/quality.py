@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -32,6 +33,7 @@ from fleet.llm.base import Sampling  # noqa: E402
 from fleet.llm.local import LocalBackend  # noqa: E402
 from fleet.llm.models import ResolvedModel, file_sha256, resolve  # noqa: E402
 from fleet.sandbox import Limits  # noqa: E402
+from fleet.trm.facts import without_hints  # noqa: E402
 from fleet.trm.loop import Engine, EngineSettings  # noqa: E402
 
 DEFAULT_LIST = ROOT.parent / "shared" / "bench" / "dev-modules.txt"
@@ -84,7 +86,8 @@ def run_one(engine: Engine, target: modlist.Target, envs_dir: Path) -> dict:
         "coverup": target.coverup, "codamosa": target.codamosa, "tests_kept": report["tests_kept"],
         "passes": f"{measured['passes']}/{measured['reruns']}", "iterations": len(report["iterations"]),
         "tokens": report["tokens"]["in"] + report["tokens"]["out"], "minutes": round(minutes, 2),
-        "mutation": mutation.get("score"), "remeasured": measured, "kv": kv_reuse(report), "engine_report": report,
+        "mutation": mutation.get("score"), "remeasured": measured, "kv": kv_reuse(report),
+        "repeated_errors": repeated_errors(report), "engine_report": report,
     }
 
 
@@ -98,6 +101,22 @@ def kv_reuse(report: dict) -> dict | None:
     return {"cold_prompt_s": prompts[0]["prompt_seconds"],
             "warm_prompt_s": round(statistics.mean(p["prompt_seconds"] for p in later), 3),
             "cached_share": round(statistics.mean(p["cached_tokens"] / max(1, p["tokens_in"]) for p in later), 3)}
+
+
+def repeated_errors(report: dict) -> dict:
+    """Failed tests (reason ``exception``, ``name-error``, ``import-error``) and how many of them
+    repeat an error of an earlier iteration of the job: same first line, hints and object
+    addresses removed. Feedback that teaches the model lowers the share of repeats."""
+    seen: dict[str, int] = {}
+    failed = repeats = 0
+    for r in report.get("rejected") or []:
+        if r["reason"] not in {"exception", "name-error", "import-error"}:
+            continue
+        key = re.sub(r"0x[0-9a-f]+", "0x", without_hints(r["detail"]).splitlines()[0] if r["detail"] else "")
+        failed += 1
+        repeats += seen.get(key, r["iteration"]) < r["iteration"]
+        seen.setdefault(key, r["iteration"])
+    return {"failed": failed, "repeats": repeats}
 
 
 def _row(r: dict) -> tuple:
@@ -116,6 +135,10 @@ def print_table(rows: list[dict]) -> None:
     if ours:
         print(f"median line+branch: ours {statistics.median(ours):.1f}%"
               + (f", CoverUp+GPT-4o {statistics.median(pub):.1f}%" if pub else ""))
+    errs = [r["repeated_errors"] for r in rows if r.get("repeated_errors")]
+    if errs:
+        failed, repeats = sum(e["failed"] for e in errs), sum(e["repeats"] for e in errs)
+        print(f"failed tests: {failed}, of which {repeats} repeat an error of an earlier iteration")
     kv = [r["kv"] for r in rows if r.get("kv")]
     if kv:
         cold = statistics.mean(k["cold_prompt_s"] for k in kv)

@@ -390,3 +390,11 @@ def test_hints_ablation_removes_facts_and_hints():
     second = backend.prompts[1][-1].content
     assert "got an unexpected keyword argument 'value'" in second and "[hint]" not in second
     assert "learned from earlier failed tests" not in second
+
+
+def test_a_failing_method_does_not_cost_its_class_siblings():
+    klass = ("class TestSign:\n    def test_sign_positive(self):\n        assert sign(5) == 1\n"
+             "    def test_sign_wrong(self):\n        assert sign(5) == 7\n")
+    report, _ = run_engine([reply(T_ADD, klass)], max_iterations=1)
+    assert sorted(kept(report)) == ["test_add", "test_sign_positive"]  # accepted best coverage first
+    assert rejections(report) == {"test_sign_wrong": "assertion"}

@@ -272,7 +272,7 @@ def test_parse_reply_counts_asserts_including_pytest_raises():
     )
     parsed = parse_reply(reply, CALC_NAMES)
     asserts = {u.name: u.asserts for u in parsed.units}
-    assert asserts == {"test_mixed": 4, "test_only_raises": 1, "TestTwo": 2}
+    assert asserts == {"test_mixed": 4, "test_only_raises": 1, "test_a": 1, "test_b": 1}
     assert parsed.rejected == []
 
 
@@ -513,3 +513,28 @@ def test_tests_and_helpers_with_unsafe_calls_are_rejected_through_aliases():
     assert why == {"cleanup": ("unsafe-call", "calls shutil.rmtree"), "test_shell": ("unsafe-call", "calls os.system"),
                    "test_run": ("unsafe-call", "calls subprocess.run")}
     assert "cleanup" not in parsed.support
+
+
+def test_a_test_class_is_split_into_one_unit_per_method():
+    reply = (
+        "class TestPlain:\n"
+        "    def test_a(self):\n        assert add(1, 1) == 2\n"
+        "    @staticmethod\n    def test_b():\n        assert sign(1) == 1\n"
+        "    def test_c(self):\n        add(1, 1)\n\n"
+        "class TestState:\n"
+        "    value = 3\n"
+        "    def test_d(self):\n        assert self.value == 3\n"
+        "    def test_e(self):\n        assert sign(-1) == -1\n\n"
+        "class TestSelf:\n"
+        "    def helper(self):\n        return 1\n"
+        "    def test_f(self):\n        assert self.helper() == 1\n"
+        "    def test_g(self):\n        assert sign(0) == 0\n"
+    )
+    parsed = parse_reply(reply, CALC_NAMES)
+    units = {u.name: u.source for u in parsed.units}
+    assert list(units) == ["test_a", "test_b", "TestState_d", "TestState_e", "TestSelf_f", "TestSelf_g"]
+    assert units["test_a"].startswith("def test_a():") and units["test_b"].startswith("def test_b():")
+    assert units["TestState_d"] == "class TestState_d:\n    value = 3\n\n    def test_d(self):\n        assert self.value == 3"
+    assert "def helper(self)" in units["TestSelf_g"]
+    assert [(r.name, r.reason) for r in parsed.rejected] == [("test_c", "no-assertion")]
+

@@ -28,7 +28,10 @@ def test_unindented_triple_quoted_strings_do_not_split_the_reply():
 
 def test_an_import_line_completed_with_a_comment_is_dropped():
     parsed = parse("monetary_comment_after_import.txt")
-    assert [u.name for u in parsed.units] == ["TestSomeMoney"]
+    assert [u.name for u in parsed.units] == [  # the methods of its class TestSomeMoney, each on its own
+        "test_convert_to_same_currency", "test_convert_to_different_currency",
+        "test_convert_to_same_currency_with_strict", "test_convert_to_different_currency_with_strict"]
+    assert parsed.units[0].source.startswith("def test_convert_to_same_currency(fx_rate_service, some_money):")
     assert not any(i.rstrip().endswith("import") for i in parsed.imports)
 
 

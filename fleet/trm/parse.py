@@ -2,15 +2,17 @@
 
 Steps, each deterministic: take the code out of fences; strip line-number prefixes copied from a
 prompt; parse, or salvage the top-level chunks that parse on their own (a reply cut at max_tokens
-loses only its last, unfinished function); split into imports, test units (``def test_*`` and
-``class Test*``) and support code (fixtures, helpers, constants); drop copies of the target's own
-definitions (small models paste the code under test); drop tests without an assertion. Import
+loses only its last, unfinished function); split into imports, test units (``def test_*``,
+``class Test*``, and each method of a test class with several: :func:`split_test_class`) and
+support code (fixtures, helpers, constants); drop copies of the target's own definitions (small
+models paste the code under test); drop tests without an assertion. Import
 repair happens later, in :mod:`fleet.trm.repair`, when the whole suite is known.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from dataclasses import dataclass, field
 
@@ -164,6 +166,46 @@ def _is_test(node: ast.stmt) -> bool:
     return isinstance(node, ast.ClassDef) and node.name.startswith("Test")
 
 
+def _uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for stmt in fn.body for n in ast.walk(stmt))
+
+
+def _as_function(method: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.stmt | None:
+    """A test method as a module-level function: ``self`` (or a ``@staticmethod``) dropped. None
+    when the method needs its instance (it reads ``self``) or is a classmethod."""
+    fn = copy.deepcopy(method)
+    decorators = [ast.unparse(d) for d in fn.decorator_list]
+    if "classmethod" in decorators:
+        return None
+    if "staticmethod" in decorators:
+        fn.decorator_list = [d for d in fn.decorator_list if ast.unparse(d) != "staticmethod"]
+    elif not fn.args.args or _uses(fn, fn.args.args[0].arg):
+        return None
+    else:
+        fn.args.args = fn.args.args[1:]
+    return fn
+
+
+def split_test_class(node: ast.ClassDef) -> list[ast.stmt]:
+    """A ``class Test*`` with several test methods → one unit per method, so one failing method
+    does not cost its siblings. A method becomes a plain function when the class has nothing else
+    (no fixtures, helpers, attributes or decorators) and the method does not read ``self``;
+    otherwise a one-test copy of the class, ``<Class>_<method>``, with the other members."""
+    tests = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name.startswith("test")]
+    if len(tests) < 2:
+        return [node]
+    members = [m for m in node.body if m not in tests and not isinstance(m, (ast.Pass, ast.Expr))]
+    out: list[ast.stmt] = []
+    for method in tests:
+        fn = None if members or node.decorator_list else _as_function(method)
+        if fn is None:
+            fn = ast.ClassDef(name=f"{node.name}_{method.name.removeprefix('test_')}", bases=node.bases,
+                              keywords=node.keywords, body=[*members, method], decorator_list=node.decorator_list,
+                              type_params=[])
+        out.append(ast.fix_missing_locations(fn))
+    return out
+
+
 def _is_main_guard(node: ast.stmt) -> bool:
     return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)
 
@@ -208,7 +250,7 @@ def parse_reply(text: str, target_names: frozenset[str]) -> Parsed:
         elif _unsafe(node, imported, parsed):
             continue
         elif _is_test(node):
-            tests.append(node)
+            tests.extend(split_test_class(node) if isinstance(node, ast.ClassDef) else [node])
         elif _is_main_guard(node) or isinstance(node, ast.Expr):
             continue
         else:
