@@ -398,3 +398,23 @@ def test_a_failing_method_does_not_cost_its_class_siblings():
     report, _ = run_engine([reply(T_ADD, klass)], max_iterations=1)
     assert sorted(kept(report)) == ["test_add", "test_sign_positive"]  # accepted best coverage first
     assert rejections(report) == {"test_sign_wrong": "assertion"}
+
+
+T_PARTLY = ("def test_sign_cases():\n    assert sign(5) == 1\n    assert sign(-5) == -1\n"
+            "    assert sign(0) == 9\n    assert sign(0) == 0\n")
+
+
+def test_a_failing_test_is_kept_cut_before_its_failing_statement():
+    report, _ = run_engine([reply(T_ADD, T_PARTLY)], max_iterations=1)
+    assert sorted(kept(report)) == ["test_add", "test_sign_cases"]
+    cut = next(t for t in report["tests"] if t["name"] == "test_sign_cases")
+    assert cut["oracle"] == "cut" and cut["asserts"] == 2
+    assert "sign(-5) == -1" in report["test_module"] and "== 9" not in report["test_module"]
+    assert "sign(0) == 0" not in report["test_module"]  # after the failure: never ran
+    assert "1 cut before a failing statement" in " ".join(report["trace"])
+
+
+def test_the_cut_ablation_drops_the_whole_failing_test():
+    report, _ = run_engine([reply(T_ADD, T_PARTLY)], max_iterations=1, ablate=("oracle", "cut"))
+    assert kept(report) == ["test_add"]
+    assert rejections(report) == {"test_sign_cases": "assertion"}

@@ -20,6 +20,7 @@ from fleet.trm.facts import without_hints
 from fleet.trm.parse import Rejection, Unit
 from fleet.trm.repair import Context
 from fleet.trm.suite import Suite
+from fleet.trm.truncate import before_failure
 
 _REASONS = (
     ("blocked in the fleet sandbox", "sandbox-violation"),
@@ -33,6 +34,9 @@ _REASONS = (
 )
 
 
+CUT_REASONS = {"assertion", "exception"}
+
+
 @dataclass
 class Verdict:
     """Outcome of judging one batch: what was accepted and rejected, and the suite's coverage."""
@@ -42,6 +46,7 @@ class Verdict:
     measure: Measure | None = None
     runs: int = 0
     module: str = ""
+    cut: list[Unit] = field(default_factory=list)  # failing candidates cut before their failure
 
 
 def reason_of(outcome: Outcome, timed_out: bool = False) -> str:
@@ -124,6 +129,14 @@ class Judge:
         detail = trim_error(error.message, self.max_error_chars)
         verdict.rejected += [Rejection(u.name, reason, f"the test module failed to load: {detail}") for u in units]
 
+    def _reject_failed(self, unit: Unit, outcome: Outcome, verdict: Verdict) -> None:
+        """Record a candidate that failed its first run, and its cut before the failure if any."""
+        reason = reason_of(outcome)
+        verdict.rejected.append(Rejection(unit.name, reason, trim_error(outcome.message, self.max_error_chars)))
+        cut = before_failure(unit, verdict.module, outcome.message) if reason in CUT_REASONS else None
+        if cut is not None:
+            verdict.cut.append(cut)
+
     def _select(self, suite: Suite, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:
         per_unit = _coverage_by_unit(run)
         lines: set[int] = set()
@@ -139,8 +152,7 @@ class Judge:
             if outcome.passed:
                 passing.append(unit)
             else:
-                detail = trim_error(outcome.message, self.max_error_chars)
-                verdict.rejected.append(Rejection(unit.name, reason_of(outcome), detail))
+                self._reject_failed(unit, outcome, verdict)
 
         def gain(u: Unit) -> int:
             ul, ua = per_unit.get(u.name, (set(), set()))

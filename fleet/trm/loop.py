@@ -65,7 +65,7 @@ class EngineSettings:
     mutation_max_mutants: int = 30
     mutation_budget: float = 90.0
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, hints.
+    # segmenting, oracle, cut, hints.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -199,7 +199,7 @@ class _Run:
         self.facts.learn([r.detail for r in fed])
 
     def _attempt(self, iteration: int) -> dict[str, Any]:
-        """One prompt: choose a focus, ask, parse, judge, repair expected values; the attempt's figures."""
+        """One prompt: choose a focus, ask, parse, judge, mend failed tests; the attempt's figures."""
         self.asked += 1
         focus = self._focus()
         label = ", ".join(seg.name for seg in focus.segments) or "module"
@@ -209,14 +209,14 @@ class _Run:
         parsed = parse_reply(code, self.analysis.names)
         candidates = self.suite.absorb(parsed)
         verdict: Verdict = self.judge.judge(self.suite, candidates)
-        repaired = self._oracle(candidates, verdict)
+        repaired, cut = self._second_chance(candidates, verdict)
         if verdict.measure is not None:
             self.measure = verdict.measure
         self._record(iteration, parsed.rejected + verdict.rejected)
         self.trace.append(
             f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
             f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept "
-            f"({repaired} with observed expected values)")
+            f"({repaired} with observed expected values, {cut} cut before a failing statement)")
         return {"focus": label, "kept": len(verdict.accepted), "rejected": len(parsed.rejected) + len(verdict.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
                 "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
@@ -242,24 +242,26 @@ class _Run:
             "reply": "\n\n".join(s["reply"] for s in steps),
         }
 
-    def _oracle(self, candidates: list[Unit], verdict: Verdict) -> int:
-        """Repair tests that failed on expected values (see :mod:`fleet.trm.oracle`) and judge the
-        repaired versions; merges into ``verdict``; returns how many repaired tests were kept."""
-        if "oracle" in self.cfg.ablate:
-            return 0
+    def _second_chance(self, candidates: list[Unit], verdict: Verdict) -> tuple[int, int]:
+        """Judge once more, in one batch, the failed tests that can be mended: with observed
+        expected values (:mod:`fleet.trm.oracle`), else cut before the failing statement
+        (:mod:`fleet.trm.truncate`). Merges into ``verdict``; returns how many of each were kept."""
+        ablate = self.cfg.ablate
         failed_names = {r.name for r in verdict.rejected if r.reason in ORACLE_REASONS}
         failed = [u for u in candidates if u.name in failed_names]
-        fixed = oracle.repair(self.sandbox, self.suite, self.ctx, failed) if failed else []
-        if not fixed:
-            return 0
-        second = self.judge.judge(self.suite, fixed)
+        fixed = oracle.repair(self.sandbox, self.suite, self.ctx, failed) if failed and "oracle" not in ablate else []
+        mended = {u.name for u in fixed}
+        cuts = [] if "cut" in ablate else [u for u in verdict.cut if u.name not in mended]
+        if not fixed and not cuts:
+            return 0, 0
+        second = self.judge.judge(self.suite, fixed + cuts)
         verdict.accepted += second.accepted
         verdict.rejected += [r for r in second.rejected if r.reason != "no-new-coverage"]
-        verdict.runs += second.runs + 1
+        verdict.runs += second.runs + (1 if fixed else 0)
         verdict.measure = second.measure or verdict.measure
         kept = {u.name for u in second.accepted}
         verdict.rejected = [r for r in verdict.rejected if r.name not in kept]
-        return len(second.accepted)
+        return (sum(u.origin == "observed" for u in second.accepted), sum(u.origin == "cut" for u in second.accepted))
 
     # -- stopping ----------------------------------------------------------------------------
     def _stop_reason(self) -> str | None:

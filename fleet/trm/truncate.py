@@ -1,0 +1,72 @@
+"""Keep the part of a failing test that ran: its statements before the one that failed.
+
+A test whose body fails at top-level statement k ran statements 0 … k−1 without an error. When
+those hold at least one check (``assert``, ``pytest.raises`` …), the test cut before statement k
+keeps what the model got right: its setup, its correct checks and their coverage. The cut test
+is judged like any other (it must pass every rerun and add coverage), so a prefix that only
+passed by chance, or depends on a later statement, is rejected there. The failing line comes
+from pytest's report (``tests/test_generated.py:<line>:``, the test file's frame) and is mapped
+onto the module that ran. Test functions and one-method test classes are cut; nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+
+from fleet.sandbox import TEST_FILE
+from fleet.trm.parse import Unit, count_asserts
+
+_LINE = re.compile(re.escape(TEST_FILE) + r":(\d+):")
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def failing_line(message: str) -> int | None:
+    """The line of the test file where the test failed (pytest's first ``file:line:`` of it)."""
+    match = _LINE.search(message)
+    return int(match.group(1)) if match else None
+
+
+def _test_function(module: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The unit's test function in the rendered module: a top-level ``def name``, or the single
+    test method of ``class name``."""
+    for node in module.body:
+        if isinstance(node, _FUNCTIONS) and node.name == name:
+            return node
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            tests = [m for m in node.body if isinstance(m, _FUNCTIONS) and m.name.startswith("test")]
+            return tests[0] if len(tests) == 1 else None
+    return None
+
+
+def _cut(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef, keep: int) -> str:
+    """The unit's source with ``fn``'s body cut to its first ``keep`` statements."""
+    top = next(node for node in tree.body if node is fn or (isinstance(node, ast.ClassDef) and fn in node.body))
+    top = copy.deepcopy(top)
+    target = top if isinstance(top, _FUNCTIONS) else next(m for m in top.body if isinstance(m, _FUNCTIONS)
+                                                         and m.name == fn.name)
+    target.body = target.body[:keep]
+    return ast.unparse(top)
+
+
+def before_failure(unit: Unit, module: str, message: str) -> Unit | None:
+    """``unit`` cut before the statement it failed at in ``module`` (the text that ran), or None
+    when the failure is not inside its body, is in its first statement, or leaves no check."""
+    line = failing_line(message)
+    if line is None:
+        return None
+    try:
+        tree = ast.parse(module)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    fn = _test_function(tree, unit.name)
+    if fn is None:
+        return None
+    index = next((i for i, stmt in enumerate(fn.body) if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)), None)
+    if not index:
+        return None
+    asserts = sum(count_asserts(stmt) for stmt in fn.body[:index])
+    if asserts == 0:
+        return None
+    return Unit(unit.name, _cut(tree, fn, index), unit.needs, asserts, origin="cut")

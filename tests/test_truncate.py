@@ -1,0 +1,73 @@
+"""Cutting a failing test before the statement it failed at (fleet.trm.truncate)."""
+
+from __future__ import annotations
+
+from fleet.trm.parse import Unit
+from fleet.trm.truncate import before_failure, failing_line
+
+MODULE = '''import pytest
+from calc import sign
+
+
+def test_three():
+    x = sign(5)
+    assert x == 1
+    with pytest.raises(TypeError):
+        sign(None)
+    assert sign(0) == 7
+    assert sign(-1) == -1
+
+
+def test_first_fails():
+    assert sign(1) == 2
+    assert sign(0) == 0
+
+
+class TestOne:
+    def test_only(self):
+        assert sign(1) == 1
+        assert sign(2) == 3
+'''
+
+
+def unit(name: str) -> Unit:
+    return Unit(name, "", asserts=3)
+
+
+def message(line: int) -> str:
+    return f"assert 0 == 7\n>       assert sign(0) == 7\nE       assert 0 == 7\n\ntests/test_generated.py:{line}: AssertionError"
+
+
+def test_failing_line_is_the_test_files_first_frame():
+    text = "x\ntests/test_generated.py:12: \n_ _ _\nsrc/m.py:2: in total\nsrc/m.py:2: TypeError"
+    assert failing_line(text) == 12
+    assert failing_line("no location") is None
+
+
+def test_the_cut_keeps_the_statements_before_the_failure():
+    cut = before_failure(unit("test_three"), MODULE, message(10))
+    assert cut is not None and cut.origin == "cut" and cut.asserts == 2
+    assert cut.source == ("def test_three():\n    x = sign(5)\n    assert x == 1\n"
+                          "    with pytest.raises(TypeError):\n        sign(None)")
+
+
+def test_a_failure_inside_a_compound_statement_cuts_before_the_whole_statement():
+    cut = before_failure(unit("test_three"), MODULE, message(9))
+    assert cut is not None and cut.source.endswith("assert x == 1") and cut.asserts == 1
+
+
+def test_nothing_is_kept_when_the_first_statement_fails_or_no_check_precedes():
+    assert before_failure(unit("test_first_fails"), MODULE, message(15)) is None
+    assert before_failure(unit("test_three"), MODULE, message(7)) is None  # only `x = sign(5)` ran
+
+
+def test_a_one_method_test_class_is_cut_inside_its_method():
+    cut = before_failure(unit("TestOne"), MODULE, message(22))
+    assert cut is not None
+    assert cut.source == "class TestOne:\n\n    def test_only(self):\n        assert sign(1) == 1"
+
+
+def test_a_line_outside_the_test_or_an_unknown_test_gives_nothing():
+    assert before_failure(unit("test_three"), MODULE, message(15)) is None
+    assert before_failure(unit("test_missing"), MODULE, message(10)) is None
+    assert before_failure(unit("test_three"), "def broken(:\n", message(10)) is None
