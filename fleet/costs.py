@@ -40,8 +40,12 @@ class PriceTable:
         return self.remote(usage.prompt_tokens, usage.completion_tokens)
 
 
+DIGITS = 10
+
+
 def summarise(table: PriceTable, usages: Iterable[Usage]) -> dict[str, Any]:
-    """Spend per provider, the cloud-only counterfactual, and savings = 1 − spend / counterfactual."""
+    """Spend per provider, the cloud-only counterfactual, and savings = 1 − spend / counterfactual.
+    Amounts are rounded to ``DIGITS`` decimals: a small job costs a few millionths."""
     spend: dict[str, float] = {}
     counterfactual = 0.0
     tokens = {"prompt": 0, "completion": 0}
@@ -51,6 +55,6 @@ def summarise(table: PriceTable, usages: Iterable[Usage]) -> dict[str, Any]:
         tokens["prompt"] += u.prompt_tokens
         tokens["completion"] += u.completion_tokens
     total = sum(spend.values())
-    return {"spend": {k: round(v, 6) for k, v in spend.items()}, "total": round(total, 6),
-            "cloud_only": round(counterfactual, 6), "tokens": tokens,
+    return {"spend": {k: round(v, DIGITS) for k, v in spend.items()}, "total": round(total, DIGITS),
+            "cloud_only": round(counterfactual, DIGITS), "tokens": tokens,
             "savings": round(1 - total / counterfactual, 4) if counterfactual else None}
