@@ -272,11 +272,12 @@ def run_redis() -> None:
 
 @cli.command("run-agent", hidden=True)
 @click.option("--id", "agent_id", help="Agent id (default agent.id, else agent-<k> under honcho).")
-def run_agent(agent_id: str | None) -> None:
+@click.option("--threads", type=click.IntRange(min=1), help="llama.cpp threads when model.n_threads is 0 (auto).")
+def run_agent(agent_id: str | None, threads: int | None) -> None:
     """Procfile entry: exec one agent (prefork worker, concurrency 1)."""
     from fleet import localfleet
 
-    localfleet.exec_agent(_settings(), agent_id)
+    localfleet.exec_agent(_settings(), agent_id, threads)
 
 
 @cli.command("run-beat", hidden=True)

@@ -94,12 +94,22 @@ def honcho_agent_id() -> str | None:
     return f"agent-{(int(port) - HONCHO_BASE_PORT) % 100 + 1}" if port and port.isdigit() else None
 
 
-def exec_agent(settings: Settings, agent_id: str | None) -> None:
-    """Exec one agent: a prefork Celery worker with one process (one model) on both queues."""
+def exec_agent(settings: Settings, agent_id: str | None, threads: int | None = None) -> None:
+    """Exec one agent: a prefork Celery worker with one process (one model) on both queues.
+    ``threads`` sets llama.cpp's thread count unless ``model.n_threads`` is set (not 0)."""
     name = agent_id or settings["agent"]["id"] or honcho_agent_id() or "agent-1"
     _exec([sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool", "prefork",
            "--concurrency", "1", "-Q", "generate-tests,maintenance", "-n", f"{name}@%h", "-E",
-           "--loglevel", "INFO"], {"REMAP_SIGTERM": "SIGQUIT"})
+           "--loglevel", "INFO"], agent_env(settings, threads))
+
+
+def agent_env(settings: Settings, threads: int | None) -> dict[str, str]:
+    """What an agent's environment adds: soft shutdown on SIGTERM, and FLEET_MODEL_N_THREADS =
+    ``threads`` when given and ``model.n_threads`` is 0 (auto; a configured count wins)."""
+    env = {"REMAP_SIGTERM": "SIGQUIT"}
+    if threads and not settings["model"]["n_threads"]:
+        env["FLEET_MODEL_N_THREADS"] = str(threads)
+    return env
 
 
 def exec_beat(settings: Settings) -> None:

@@ -15,6 +15,10 @@ Contract of the generated configuration:
 - Agents get SIGTERM (remapped to SIGQUIT by the agent: soft shutdown, then requeue) and
   ``stopwaitsecs = celery.soft_shutdown_timeout + local.stop_margin`` before SIGKILL of the group;
   the signal goes to the Celery main process only (its pool child must not be killed under it).
+- llama.cpp threads: an agent added for a fleet of N agents gets ``--threads max(1, cores // N)``
+  (used when ``model.n_threads`` is 0, auto), so busy agents do not oversubscribe the cores. A
+  running agent's program is kept as it is when the count changes (changing it would restart
+  the agent), so after a scale-up the older agents keep their larger share until restarted.
 - Logs: ``<data_dir>/run/logs/<program>.log``; the control socket (:func:`control_socket`) is
   mode 0700 (root or the fleet's user only).
 """
@@ -74,9 +78,20 @@ class Supervisor:
                 "stdout_logfile": str(self.logs / f"{name}.log"), "stdout_logfile_maxbytes": "20MB",
                 "stdout_logfile_backups": "3"}
 
-    def render(self, agents: int) -> str:
-        """The supervisord.conf text for ``agents`` agents (see the module docstring)."""
+    def _current_agents(self) -> dict[str, dict[str, str]]:
+        """The agent programs of the config file as written now (none when there is none)."""
+        cp = configparser.ConfigParser(interpolation=None)
+        if self.conf.exists():
+            cp.read_string(self.conf.read_text())
+        return {section.removeprefix("program:"): dict(cp[section]) for section in cp.sections()
+                if section.startswith("program:agent-")}
+
+    def render(self, agents: int, *, fresh: bool = True) -> str:
+        """The supervisord.conf text for ``agents`` agents (see the module docstring); unless
+        ``fresh``, agents already in the config file keep their program section unchanged."""
         local = self.settings["local"]
+        keep = {} if fresh else self._current_agents()
+        threads = max(1, (os.cpu_count() or 1) // agents)
         agent_wait = self.settings["celery"]["soft_shutdown_timeout"] + local["stop_margin"]
         cp = configparser.ConfigParser(interpolation=None)
         cp["unix_http_server"] = {"file": str(self.socket), "chmod": "0700"}
@@ -87,17 +102,17 @@ class Supervisor:
         cp["program:redis"] = self._program("redis", self._fleet("run-redis"), PRIORITIES["redis"], 30)
         cp["program:beat"] = self._program("beat", self._fleet("run-beat"), PRIORITIES["beat"], 15)
         for name in agent_names(agents):
-            cp[f"program:{name}"] = self._program(name, self._fleet("run-agent", "--id", name), PRIORITIES["agent"],
-                                                  agent_wait)
+            command = self._fleet("run-agent", "--id", name, "--threads", str(threads))
+            cp[f"program:{name}"] = keep.get(name) or self._program(name, command, PRIORITIES["agent"], agent_wait)
         cp["program:flower"] = self._program("flower", self._fleet("run-flower"), PRIORITIES["flower"], 15)
         out = io.StringIO()
         cp.write(out)
         return out.getvalue()
 
-    def write(self, agents: int) -> None:
+    def write(self, agents: int, *, fresh: bool = True) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         tmp = self.conf.with_suffix(".tmp")
-        tmp.write_text(self.render(agents))
+        tmp.write_text(self.render(agents, fresh=fresh))
         os.replace(tmp, self.conf)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -130,7 +145,7 @@ class Supervisor:
         """Rewrite the config for ``agents`` agents and apply it as ``supervisorctl update`` does:
         removed programs are stopped (soft shutdown: the job is requeued) and removed, added ones
         started; returns {"added": [...], "removed": [...]}."""
-        self.write(agents)
+        self.write(agents, fresh=False)
         rpc = self.rpc()
         added, changed, removed = rpc.reloadConfig()[0]
         for name in removed + changed:

@@ -156,3 +156,30 @@ def _answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
+
+
+def test_agents_share_the_cores_and_keep_their_program_when_the_count_changes(tmp_path, monkeypatch):
+    """No processes: the generated supervisord.conf. Each agent added for N agents gets
+    cores // N llama.cpp threads; scaling rewrites only the programs it adds or removes."""
+    monkeypatch.setenv("FLEET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    sup = localfleet.supervisor(config.load())
+    sup.write(1)
+    first = sup.conf.read_text()
+    assert "run-agent --id agent-1 --threads 8" in first
+    sup.write(4, fresh=False)
+    scaled = sup.conf.read_text()
+    assert "run-agent --id agent-1 --threads 8" in scaled  # unchanged: supervisord does not restart it
+    assert all(f"run-agent --id agent-{k} --threads 2" in scaled for k in (2, 3, 4))
+    sup.write(2, fresh=False)
+    assert "agent-3" not in sup.conf.read_text() and "--id agent-2 --threads 2" in sup.conf.read_text()
+    sup.write(2)  # `fleet up` starts from scratch
+    assert "run-agent --id agent-1 --threads 4" in sup.conf.read_text()
+
+
+def test_a_configured_thread_count_wins_over_the_agents_share(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEET_DATA_DIR", str(tmp_path / "data"))
+    assert localfleet.agent_env(config.load(), 3)["FLEET_MODEL_N_THREADS"] == "3"
+    monkeypatch.setenv("FLEET_MODEL_N_THREADS", "6")
+    assert "FLEET_MODEL_N_THREADS" not in localfleet.agent_env(config.load(), 3)
+    assert localfleet.agent_env(config.load(), None) == {"REMAP_SIGTERM": "SIGQUIT"}
