@@ -91,6 +91,7 @@ def scripted_fleet(fleet_env):
         agent_mod.install(agent_mod.Agent.start("agent-t1@test", backend=backend))
         try:
             with start_worker(app, pool="solo", perform_ping_check=False, queues=[GENERATE_QUEUE, MAINTENANCE_QUEUE],
+                              hostname="agent-t1@test",
                               shutdown_timeout=30):
                 yield Client(settings)
         finally:

@@ -101,12 +101,14 @@ def test_poison_job_fails_instead_of_looping(fleet, redis_server):
     assert backend.prompts == []
 
 
-def test_malformed_job_fails_with_a_clear_error(fleet):
+def test_malformed_job_fails_with_a_clear_error(fleet, redis_server):
     client, backend = fleet
     client.app.send_task(GENERATE_TASK, args=[{"version": 99}], task_id="bad-job-1", queue=GENERATE_QUEUE)
     with pytest.raises(JobFailed, match="unsupported job version"):
         client.wait("bad-job-1", timeout=60)
     assert backend.prompts == []
+    # the agent recorded the message on receipt and cleared it on failure: nothing to requeue
+    assert not redis.Redis.from_url(redis_server).hexists("fleet:agent:agent-t1:inflight", "bad-job-1")
 
 
 def test_resubmitting_a_failed_job_runs_it_afresh(fleet, redis_server):

@@ -40,17 +40,23 @@ class PoisonJob(FleetError):
 def generate_tests(self, job_data: Any) -> dict[str, Any]:
     """Run one generate-tests job on this agent and return its report."""
     agent = agent_mod.current()
+    try:
+        return _checked_run(self, agent, job_data)
+    finally:  # the message is acknowledged next: nothing to requeue if this agent dies now
+        if self.request.id:
+            _forget_inflight(agent, self.request.id)
+
+
+def _checked_run(task: Any, agent: agent_mod.Agent, job_data: Any) -> dict[str, Any]:
+    """Validate the job (BadInput and PoisonJob fail the task, no retry), then run it."""
     settings = agent.settings
-    job = Job.from_dict(job_data, limits_from(settings))  # BadInput fails the task, no retry
-    if self.request.id and self.request.id != job.job_id:
-        raise BadInput(f"task id {self.request.id} does not match the job's id {job.job_id}")
+    job = Job.from_dict(job_data, limits_from(settings))
+    if task.request.id and task.request.id != job.job_id:
+        raise BadInput(f"task id {task.request.id} does not match the job's id {job.job_id}")
     deliveries = count_delivery(agent.redis, agent.keys, job.job_id, settings["celery"]["result_expires"])
     if deliveries > settings["celery"]["max_deliveries"]:
         raise PoisonJob(f"job {job.job_id} was delivered {deliveries} times (celery.max_deliveries); giving up")
-    try:
-        return _run(self, agent, job, deliveries)
-    finally:  # the message is acknowledged next: nothing to requeue if this agent dies now
-        _forget_inflight(agent, job.job_id)
+    return _run(task, agent, job, deliveries)
 
 
 def _forget_inflight(agent: agent_mod.Agent, job_id: str) -> None:
