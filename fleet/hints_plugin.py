@@ -24,6 +24,7 @@ it was. A hint is at most ``MAX_HINT`` characters.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import inspect
 import linecache
@@ -65,7 +66,7 @@ def _resolve(qualname: str, frame: types.FrameType | None) -> Any:
     if parts[-1] == "__init__" and len(parts) > 1:
         parts = parts[:-1]
     scope = {**frame.f_globals, **frame.f_locals}
-    obj = scope.get(parts[0], getattr(__import__("builtins"), parts[0], None))
+    obj = scope.get(parts[0], getattr(builtins, parts[0], None))
     for part in parts[1:]:
         obj = getattr(obj, part, None)
     return obj
