@@ -81,7 +81,7 @@ class Spec:
 
 SPECS: tuple[Spec, ...] = (
     Spec("fleet_trm_invocations_total", "counter", "Jobs run by the engine (not cache answers); refine=true when "
-         "TRM refinement was on (flag trm.enabled and the router found the target suitable).", ("refine",)),
+         "TRM refinement was on (flag trm.enabled and the router's decision refines).", ("refine",)),
     Spec("fleet_trm_converged_total", "counter", "Engine runs that converged (quality threshold or fully covered).",
          ("refine",)),
     Spec("fleet_trm_iterations", "histogram", "Iterations per engine run.", ("refine",), (1, 2, 3, 4, 5, 6, 7)),
@@ -348,7 +348,8 @@ def _flag(value: Any) -> str:
 
 
 def _record_trm(m: dict[str, Any], report: dict[str, Any]) -> None:
-    refine = _flag((report.get("flags") or {}).get("trm") and (report.get("routing") or {}).get("trm_suitable"))
+    routing = report.get("routing") or {}
+    refine = _flag((report.get("flags") or {}).get("trm") and routing.get("refine", routing.get("trm_suitable")))
     iterations = report.get("iterations") or []
     m["fleet_trm_invocations_total"].labels(refine).inc()
     if report.get("converged"):

@@ -288,7 +288,7 @@ def test_a_job_through_a_real_worker_shows_up_on_the_endpoint(scripted_fleet, me
     finally:
         server.shutdown()
         server.server_close()
-    refine = "true" if report["routing"]["trm_suitable"] else "false"
+    refine = "true" if report["routing"]["refine"] else "false"
     assert value(first, "fleet_trm_invocations_total", refine=refine) == 1.0
     assert value(first, "fleet_trm_iterations_count", refine=refine) == 1.0
     assert value(first, "fleet_trm_iterations_sum", refine=refine) == len(report["iterations"])

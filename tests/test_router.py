@@ -261,6 +261,7 @@ def test_decide_by_strategy_and_level(strategy, level):
     assert d.strategy == strategy and strategy in d.reason
     assert d.complexity["level"] == level.value and d.private is False
     assert d.trm_suitable is trm_suitable(level, False)
+    assert d.refine is (d.provider == "local" or trm_suitable(level, False))  # local jobs always refine
 
 
 def test_decide_passes_refine_request_to_trm_suitable():

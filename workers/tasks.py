@@ -107,9 +107,9 @@ def _cache_key(agent: agent_mod.Agent, job: Job, flags: Flags, routed: RoutedBac
 
 def _generate(task: Any, agent: agent_mod.Agent, job: Job, flags: Flags, routed: RoutedBackend) -> dict[str, Any]:
     """Plan with the learned policy, run the engine on the routed provider, learn from the report.
-    TRM refines when the flag is on and the router finds the target suitable (or refine is requested)."""
+    TRM refines when the flag is on and the router's decision refines (``Decision.refine``)."""
     plan = agent.learner.plan(job.target_source, job.module, learning=flags.sona)
-    refine = flags.trm and routed.decision.trm_suitable
+    refine = flags.trm and routed.decision.refine
     metrics.time_completions(routed)
     report = agent.engine.with_backend(routed).run(
         job, progress=lambda p: task.update_state(state="PROGRESS", meta=p), examples=plan.examples,

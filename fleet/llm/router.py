@@ -108,6 +108,15 @@ class Decision:
     private: bool
     strategy: str
 
+    @property
+    def refine(self) -> bool:
+        """Whether the engine refines (TRM) this job: ``trm_suitable or provider == local``. The
+        small local model is carried by refinement at any complexity (a single pass on a very
+        complex module leaves most of it uncovered, and the loop stops by itself once a simple
+        one is covered); the suitability rule decides for the remote provider, whose every
+        iteration is paid for."""
+        return self.trm_suitable or self.provider == LOCAL
+
 
 def trm_suitable(level: Level, refine_request: bool) -> bool:
     """TRM refinement pays off between the extremes: ``refine_request or level not in {SIMPLE,
@@ -278,7 +287,7 @@ class RoutedBackend:
         d = self.decision
         return {
             "decision": d.provider, "reason": d.reason, "complexity": d.complexity, "strategy": d.strategy,
-            "trm_suitable": d.trm_suitable, "private": d.private, "provider_used": list(self.provider_used),
+            "trm_suitable": d.trm_suitable, "refine": d.refine, "private": d.private, "provider_used": list(self.provider_used),
             "fallback_taken": self.fallback_taken, "fallback_errors": list(self.fallback_errors),
             "fallback_withheld": self.fallback_withheld,
             "breakers": {name: self._breakers[name].snapshot() for name, _ in self._chain},
