@@ -11,6 +11,8 @@ pytest reports and the engine feeds back), an API fact:
   required``, ``takes N positional``): ``inspect.signature`` of the callable, resolved by its
   qualified name in the failing frame's locals and globals;
 - ``NameError``: the already-imported module that defines the name, as an import line;
+- a test parameter that is no fixture: define it as a fixture or build the value in the test
+  (instead of pytest's list of every available fixture);
 - else, for an exception raised inside the code under test, a ``[where]``: the function, line and
   source line, so the model sees which of its inputs the code could not handle;
 - ``assert a == b`` between two instances of a class without ``__eq__`` (identity comparison,
@@ -28,12 +30,14 @@ import builtins
 import difflib
 import inspect
 import linecache
+import os
 import re
 import sys
 import types
 from typing import Any
 
 import pytest
+from _pytest.fixtures import FixtureLookupError
 
 MAX_HINT = 240
 MAX_LISTED = 12
@@ -46,13 +50,34 @@ def _public(obj: Any) -> list[str]:
     return [n for n in dir(obj) if not n.startswith("_")]
 
 
+def _squash(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def similarity(a: str, b: str) -> float:
+    """``r + (p / len(a))·(1 − r)``: difflib's ratio r of ``a`` and ``b`` raised by their common
+    prefix p, as Winkler does for Jaro (identifiers that start alike are usually the intended one:
+    ``fromisostring`` is closer to ``fromisoformat`` than to ``fromordinal``)."""
+    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    prefix = len(os.path.commonprefix([a, b]))
+    return ratio + prefix / max(1, len(a)) * (1 - ratio)
+
+
+def close_names(name: str, names: list[str], cutoff: float = 0.6) -> list[str]:
+    """Up to 3 of ``names`` most similar to ``name`` (:func:`similarity` ≥ ``cutoff``), compared
+    without underscores and case (``from_iso_string`` finds ``fromisoformat``)."""
+    wanted = _squash(name)
+    scored = sorted(((similarity(wanted, _squash(n)), n) for n in set(names)), key=lambda sn: (-sn[0], sn[1]))
+    return [n for score, n in scored if score >= cutoff][:3]
+
+
 def attribute_hint(exc: AttributeError) -> str:
     """Closest names to ``exc.name`` on ``exc.obj``; else its public attributes."""
     obj, name = getattr(exc, "obj", None), getattr(exc, "name", None)
     if obj is None or not name:
         return ""
     names = _public(obj)
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    close = close_names(name, names)
     if close:
         return "did you mean " + " or ".join(f"`{n}`" for n in close) + "?"
     return "its public attributes: " + ", ".join(names[:MAX_LISTED]) if names else ""
@@ -167,9 +192,19 @@ def pytest_assertrepr_compare(op: str, left: Any, right: Any) -> list[str] | Non
         return None
 
 
+def fixture_hint(exc: FixtureLookupError) -> None:
+    """A test parameter that is no fixture: say what to do instead of listing pytest's fixtures."""
+    if exc.msg is None and exc.argname:
+        exc.msg = (f"fixture '{exc.argname}' not found [hint] a test's parameters must be fixtures: define "
+                   f"`@pytest.fixture` `def {exc.argname}(): ...` or build the value inside the test")
+
+
 def annotate(exc: BaseException, tb: types.TracebackType | None) -> None:
     """Append the hint to the first argument of ``exc`` (what ``str(exc)`` shows), once."""
     try:
+        if isinstance(exc, FixtureLookupError):
+            fixture_hint(exc)
+            return
         hint = hint_for(exc, tb)
         first = exc.args[0] if exc.args else None
         if hint and isinstance(first, str) and " [hint] " not in first and " [where] " not in first:

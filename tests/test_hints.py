@@ -55,6 +55,10 @@ def test_stdlib_attribute():
     datetime.date.from_isoformat("2020-01-01")
 
 
+def test_stdlib_snake_case():
+    datetime.date.from_iso_string("2020-01-01")
+
+
 def test_name():
     Ledger()
 
@@ -74,6 +78,10 @@ def test_bad_input():
 
 def test_identity():
     assert Money(1) == Money(2)
+
+
+def test_no_such_fixture(money_one):
+    assert money_one.amount == 1
 '''
 
 
@@ -95,6 +103,22 @@ def test_missing_argument_gets_the_classmethod_signature(messages):
 def test_misspelt_attribute_gets_the_close_names(messages):
     assert "[hint] did you mean `doubled`?" in messages["test_attribute"]
     assert "[hint] did you mean `fromisoformat`" in messages["test_stdlib_attribute"]
+    assert "[hint] did you mean `fromisoformat`" in messages["test_stdlib_snake_case"]
+
+
+def test_a_parameter_that_is_no_fixture_says_what_to_do(messages):
+    message = messages["test_no_such_fixture"]
+    assert "fixture 'money_one' not found [hint] a test's parameters must be fixtures" in message
+    assert "available fixtures" not in message
+
+
+def test_close_names_ignore_underscores_and_case():
+    from fleet.hints_plugin import close_names
+
+    names = ["fromisoformat", "fromordinal", "fromtimestamp", "isoformat", "today"]
+    assert close_names("from_iso_string", names)[0] == "fromisoformat"
+    assert close_names("To_Day", names) == ["today"]
+    assert close_names("zzz", names) == []
 
 
 def test_undefined_name_gets_its_import(messages):
