@@ -152,3 +152,18 @@ def test_facts_are_deduplicated_by_hint_and_capped_newest_first():
     facts.learn([f"NameError: name 'n{i}' is not defined [hint] import it: from m import n{i}" for i in range(MAX_FACTS)])
     assert len(facts) == MAX_FACTS and "signature" not in " ".join(facts)
     assert list(facts)[-1] == f"name 'n{MAX_FACTS - 1}' is not defined → import it: from m import n{MAX_FACTS - 1}"
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("assert 3 == 4\n>       assert total([(3, 1)]) == 4", "assertion"),
+    ("AssertionError: Result should be a Money object.\nassert False", "assertion"),
+    ("TypeError: f() missing 1 required positional argument: 'x'\n>       assert f() == 1", "exception"),
+    ("ValueError: bad [where] raised in `g` at line 3: `assert x, 'Timeout'`", "exception"),
+    ("ModuleNotFoundError: No module named 'numpy'", "import-error"),
+    ("OSError: network access is blocked in the fleet sandbox", "sandbox-violation"),
+])
+def test_the_reason_comes_from_the_error_not_from_quoted_source(message, reason):
+    from fleet.junit import Outcome
+    from fleet.trm.judge import reason_of
+
+    assert reason_of(Outcome("failed", message)) == reason

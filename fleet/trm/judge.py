@@ -29,9 +29,8 @@ _REASONS = (
     ("ModuleNotFoundError", "import-error"),
     ("ImportError", "import-error"),
     ("NameError", "name-error"),
-    ("AssertionError", "assertion"),
-    ("assert ", "assertion"),
 )
+_ASSERTION = ("AssertionError", "assert ")  # only at the start of the first line: the test's own source follows
 
 
 CUT_REASONS = {"assertion", "exception"}
@@ -59,7 +58,7 @@ def reason_of(outcome: Outcome, timed_out: bool = False) -> str:
     for needle, reason in _REASONS:
         if needle in message:
             return reason
-    return "exception"
+    return "assertion" if message.startswith(_ASSERTION) else "exception"
 
 
 def trim_error(message: str, limit: int) -> str:
