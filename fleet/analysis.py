@@ -40,6 +40,7 @@ class Analysis:
     imports: dict[str, str] = field(default_factory=dict)
     lines: int = 0
     classes: int = 0
+    exports: frozenset[str] | None = None  # every name `from <module> import` can get; None = unknowable
 
     def segment_at(self, line: int) -> Segment | None:
         """The innermost segment spanning ``line``."""
@@ -109,6 +110,50 @@ def _defined_names(tree: ast.Module) -> set[str]:
     return names
 
 
+_BLOCKS = (ast.If, ast.Try, ast.With, ast.For, ast.While, ast.AsyncWith, ast.AsyncFor)
+
+
+def _bound_here(node: ast.stmt) -> set[str]:
+    """Names one module-level statement binds (not those bound inside function or class bodies)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {alias.asname or alias.name.split(".")[0] for alias in node.names}
+    targets: list[ast.AST] = []
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    elif isinstance(node, (ast.For, ast.AsyncFor)):
+        targets = [node.target]
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def module_exports(tree: ast.Module) -> frozenset[str] | None:
+    """Every name bound at module scope, through if/try/with/for/while blocks (walrus and
+    ``except ... as`` names included). None when that cannot be known statically: a star import,
+    a module ``__getattr__``, or writes through ``globals()``."""
+    names: set[str] = set()
+    stack: list[ast.stmt] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            return None
+        names |= _bound_here(node)
+        if isinstance(node, _BLOCKS):
+            for block in ("body", "orelse", "finalbody", "handlers"):
+                stack.extend(getattr(node, block, []))
+        if isinstance(node, ast.ExceptHandler):
+            names |= {node.name} if node.name else set()
+            stack.extend(node.body)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names |= {n.target.id for n in ast.walk(node) if isinstance(n, ast.NamedExpr)
+                      and isinstance(n.target, ast.Name)}
+            if any(isinstance(n, ast.Name) and n.id in ("globals", "vars") for n in ast.walk(node)):
+                return None
+    return None if "__getattr__" in names else frozenset(names)
+
+
 def defined_names(source: str) -> set[str]:
     """Top-level names a module defines (functions, classes, assignments); empty if it does not parse."""
     try:
@@ -132,6 +177,7 @@ def analyse(source: str, module: str) -> Analysis:
         public=public,
         segments=tuple(sorted(segments, key=lambda s: s.start)),
         imports=_imported_names(tree),
+        exports=module_exports(tree),
         lines=len(source.splitlines()),
         classes=len(classes),
     )

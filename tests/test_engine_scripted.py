@@ -418,3 +418,11 @@ def test_the_cut_ablation_drops_the_whole_failing_test():
     report, _ = run_engine([reply(T_ADD, T_PARTLY)], max_iterations=1, ablate=("oracle", "cut"))
     assert kept(report) == ["test_add"]
     assert rejections(report) == {"test_sign_cases": "assertion"}
+
+
+def test_an_import_that_breaks_collection_does_not_reach_the_final_module():
+    bad = "from os import no_such_name\nfrom calc import NOT_IN_CALC\n\ndef test_sign_zero():\n    assert sign(0) == no_such_name\n"
+    report, _ = run_engine([reply(T_ADD), reply(bad), reply(T_POS)], max_iterations=3, patience=5)
+    assert sorted(kept(report)) == ["test_add", "test_sign_positive"]
+    assert "no_such_name" not in report["test_module"] and "NOT_IN_CALC" not in report["test_module"]
+    assert report["final_runs_passed"] == report["reruns"]

@@ -341,6 +341,28 @@ def test_keep_import_redirect_keeps_only_target_names(calc_ctx):
     assert keep_import("from . import add", calc_ctx) is None
 
 
+def test_keep_import_drops_names_the_target_does_not_bind(calc_ctx):
+    assert keep_import("from calc import add, NONCE_BYTES", calc_ctx) == "from calc import add"
+    assert keep_import("from calc import NONCE_BYTES", calc_ctx) is None
+    unknowable = Context("m", analyse("from os import *\n", "m"), frozenset({"m"}))
+    assert keep_import("from m import anything", unknowable) == "from m import anything"
+    package = Context("pkg", analyse("X = 1\n", "pkg"), frozenset({"pkg"}), is_package=True)
+    assert keep_import("from pkg import submodule", package) == "from pkg import submodule"
+
+
+def test_module_exports_follow_blocks_but_not_function_bodies():
+    import ast
+
+    from fleet.analysis import module_exports
+
+    source = ("import os\nif os.name:\n    def f():\n        LOCAL = 1\nelse:\n    B = 2\n"
+              "try:\n    import json\nexcept ImportError as err:\n    json = None\n"
+              "class C:\n    ATTR = 3\n(W := 5)\n")
+    assert module_exports(ast.parse(source)) == {"os", "f", "B", "json", "err", "C", "W"}
+    assert module_exports(ast.parse("def __getattr__(name):\n    return 1\n")) is None
+    assert module_exports(ast.parse("globals()['x'] = 1\n")) is None
+
+
 def test_repair_drops_unimportable_module(calc_ctx):
     body = "def test_a():\n    assert add(1, 2) == 3\n    assert os.sep\n"
     imports = repair_imports(["import totally_not_a_module_xyz", "import os"], body, calc_ctx)

@@ -1,7 +1,7 @@
 """Judge candidate tests one by one against the suite kept so far, by running them.
 
 1. Run kept + candidates once under coverage (one context per test). A collection error is
-   retried once with only repaired imports (the model's own imports dropped).
+   retried without the imports the reply added, then with only repaired imports.
 2. A failing candidate is rejected with a reason from its error; a passing one is accepted only
    if it covers a line or branch arc the suite (and the candidates accepted before it, best
    first) did not.
@@ -109,9 +109,16 @@ class Judge:
         self.reruns, self.max_error_chars, self.per_test = reruns, max_error_chars, per_test
 
     def _first_run(self, suite: Suite, units: list[Unit], verdict: Verdict) -> RunResult:
+        """Run kept + candidates once. If the module does not collect, the imports the reply added
+        are dropped for good (every later run, the reruns and the final module included, uses the
+        suite's imports) and it is run again; failing that, once more without any model import."""
         module = suite.render(units, self.ctx)
         run = self.sandbox.run(module)
         verdict.runs += 1
+        if not run.collected and suite.drop_fresh_imports():
+            module = suite.render(units, self.ctx)
+            run = self.sandbox.run(module)
+            verdict.runs += 1
         if not run.collected and suite.imports:
             module = suite.render(units, self.ctx, model_imports=False)
             run = self.sandbox.run(module)

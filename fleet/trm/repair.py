@@ -131,12 +131,24 @@ def absolute_import(statement: str, ctx: Context) -> str:
     return ast.unparse(node)
 
 
+def _from_target(node: ast.ImportFrom, ctx: Context) -> str | None:
+    """``from <target> import ...`` without the names the target does not bind (a model inventing
+    a constant would break the whole test module's collection); None when none is left."""
+    exports = ctx.analysis.exports
+    if exports is None or ctx.is_package:  # a package's submodules are importable unbound
+        return ast.unparse(node)
+    names = [alias for alias in node.names if alias.name in exports]
+    return ast.unparse(ast.ImportFrom(module=node.module, names=names, level=0)) if names else None
+
+
 def keep_import(statement: str, ctx: Context) -> str | None:
-    """The import if its module can be imported here; target-name imports from a wrong module are
-    redirected to the target; others dropped (None)."""
+    """The import if its module can be imported here (from the target: only names it binds);
+    target-name imports from a wrong module are redirected to the target; others dropped (None)."""
     node = ast.parse(statement).body[0]
     if isinstance(node, ast.ImportFrom) and node.level:
         return None
+    if isinstance(node, ast.ImportFrom) and node.module == ctx.module:
+        return _from_target(node, ctx)
     modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
     if all(_importable(m.split(".")[0], ctx) for m in modules):
         return statement

@@ -17,6 +17,7 @@ class Suite:
     units: list[Unit] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
     support: dict[str, str] = field(default_factory=dict)
+    fresh_imports: list[str] = field(default_factory=list)  # added by the last absorb
 
     @property
     def names(self) -> set[str]:
@@ -24,7 +25,8 @@ class Suite:
 
     def absorb(self, parsed: Parsed) -> list[Unit]:
         """Take a reply's imports and support; return its units renamed to not collide."""
-        self.imports.extend(i for i in parsed.imports if i not in self.imports)
+        self.fresh_imports = list(dict.fromkeys(i for i in parsed.imports if i not in self.imports))
+        self.imports.extend(self.fresh_imports)
         for name, src in parsed.support.items():
             self.support.setdefault(name, src)
         taken = set(self.names)
@@ -39,6 +41,13 @@ class Suite:
                 unit = Unit(name, unit.source.replace(unit.name, name, 1), unit.needs, unit.asserts)
             out.append(unit)
         return out
+
+    def drop_fresh_imports(self) -> bool:
+        """Forget the imports the last reply added (they broke collection); True if there were any."""
+        dropped = bool(self.fresh_imports)
+        self.imports = [i for i in self.imports if i not in self.fresh_imports]
+        self.fresh_imports = []
+        return dropped
 
     def _closure(self, units: list[Unit]) -> set[str]:
         """Support names the units need, directly or through other support code."""
