@@ -426,3 +426,17 @@ def test_an_import_that_breaks_collection_does_not_reach_the_final_module():
     assert sorted(kept(report)) == ["test_add", "test_sign_positive"]
     assert "no_such_name" not in report["test_module"] and "NOT_IN_CALC" not in report["test_module"]
     assert report["final_runs_passed"] == report["reruns"]
+
+
+def test_a_suite_failing_its_final_runs_is_not_called_verified_nor_mutation_scored(tmp_marker):
+    late = ("def test_sign_late():\n    import os\n"
+            f"    path = {str(tmp_marker)!r}\n"
+            "    n = int(open(path).read())\n"
+            "    with open(path, 'w') as fh:\n        fh.write(str(n + 1))\n"
+            "    assert n < 3, 'fails from its fourth run on'\n    assert sign(2) == 1\n")
+    report, _ = run_engine([reply(late)], max_iterations=1, mutation_max_mutants=3)
+    assert kept(report) == ["test_sign_late"]  # passed its first run and both reruns
+    assert report["final_runs_passed"] == 0
+    assert "NOT verified: the suite passed 0/2 final runs" in report["test_module"]
+    assert report["mutation"] is None
+    assert "mutation: not measured, the final suite passed 0/2 runs" in report["trace"]
