@@ -33,7 +33,7 @@ _REASONS = (
 _ASSERTION = ("AssertionError", "assert ")  # only at the start of the first line: the test's own source follows
 
 
-CUT_REASONS = {"assertion", "exception"}
+MENDABLE_REASONS = {"assertion", "exception"}  # failures the oracle or a cut may mend
 
 
 @dataclass
@@ -139,7 +139,7 @@ class Judge:
         """Record a candidate that failed its first run, and its cut before the failure if any."""
         reason = reason_of(outcome)
         verdict.rejected.append(Rejection(unit.name, reason, trim_error(outcome.message, self.max_error_chars)))
-        cut = before_failure(unit, verdict.module, outcome.message) if reason in CUT_REASONS else None
+        cut = before_failure(unit, verdict.module, outcome.message) if reason in MENDABLE_REASONS else None
         if cut is not None:
             verdict.cut.append(cut)
 

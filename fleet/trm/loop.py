@@ -25,7 +25,7 @@ from fleet.sandbox import Limits, Measure, Sandbox
 from fleet.trm import oracle, prompts
 from fleet.errors import JobFailed
 from fleet.junit import COLLECTION
-from fleet.trm.judge import Judge, Verdict, trim_error
+from fleet.trm.judge import MENDABLE_REASONS, Judge, Verdict, trim_error
 from fleet.trm.parse import Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
 from fleet.trm.context import related_definitions
@@ -42,7 +42,6 @@ class TargetImportError(JobFailed):
 WHOLE_MODULE_LINES = 120
 FOCUS_LINES = 60
 FOCUS_SEGMENTS = 3
-ORACLE_REASONS = {"assertion", "exception"}
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target",
                     "unsafe-call"}
 NO_TESTS_COLLECTED = 5  # pytest's exit code for the baseline run, a module that only imports the target
@@ -247,7 +246,7 @@ class _Run:
         expected values (:mod:`fleet.trm.oracle`), else cut before the failing statement
         (:mod:`fleet.trm.truncate`). Merges into ``verdict``; returns how many of each were kept."""
         ablate = self.cfg.ablate
-        failed_names = {r.name for r in verdict.rejected if r.reason in ORACLE_REASONS}
+        failed_names = {r.name for r in verdict.rejected if r.reason in MENDABLE_REASONS}
         failed = [u for u in candidates if u.name in failed_names]
         fixed = oracle.repair(self.sandbox, self.suite, self.ctx, failed) if failed and "oracle" not in ablate else []
         mended = {u.name for u in fixed}
@@ -320,10 +319,10 @@ class _Run:
     def _final_check(self) -> tuple[str, int]:
         """The final module and how many of ``reruns`` runs passed every kept test. Rendered with
         the model's imports, or, if that does not pass every run, without them when that does better."""
+        if not self.suite.units:
+            return "", 0
         best: tuple[str, int] = ("", -1)
         for model_imports in (True, False):
-            if not self.suite.units:
-                return "", 0
             module = self.suite.render(self.suite.units, self.ctx, model_imports=model_imports)
             passed = sum(
                 all(run.outcomes.get(u.name) is not None and run.outcomes[u.name].passed for u in self.suite.units)

@@ -12,7 +12,6 @@ onto the module that ran. Test functions and one-method test classes are cut; no
 from __future__ import annotations
 
 import ast
-import copy
 import re
 
 from fleet.sandbox import TEST_FILE
@@ -28,26 +27,16 @@ def failing_line(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _test_function(module: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    """The unit's test function in the rendered module: a top-level ``def name``, or the single
-    test method of ``class name``."""
+def _test_function(module: ast.Module, name: str) -> tuple[ast.stmt, ast.FunctionDef | ast.AsyncFunctionDef] | None:
+    """The unit's top-level node in the rendered module and its test function: a top-level
+    ``def name``, or ``class name`` and its single test method."""
     for node in module.body:
         if isinstance(node, _FUNCTIONS) and node.name == name:
-            return node
+            return node, node
         if isinstance(node, ast.ClassDef) and node.name == name:
             tests = [m for m in node.body if isinstance(m, _FUNCTIONS) and m.name.startswith("test")]
-            return tests[0] if len(tests) == 1 else None
+            return (node, tests[0]) if len(tests) == 1 else None
     return None
-
-
-def _cut(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef, keep: int) -> str:
-    """The unit's source with ``fn``'s body cut to its first ``keep`` statements."""
-    top = next(node for node in tree.body if node is fn or (isinstance(node, ast.ClassDef) and fn in node.body))
-    top = copy.deepcopy(top)
-    target = top if isinstance(top, _FUNCTIONS) else next(m for m in top.body if isinstance(m, _FUNCTIONS)
-                                                         and m.name == fn.name)
-    target.body = target.body[:keep]
-    return ast.unparse(top)
 
 
 def before_failure(unit: Unit, module: str, message: str) -> Unit | None:
@@ -60,13 +49,15 @@ def before_failure(unit: Unit, module: str, message: str) -> Unit | None:
         tree = ast.parse(module)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    fn = _test_function(tree, unit.name)
-    if fn is None:
+    found = _test_function(tree, unit.name)
+    if found is None:
         return None
+    top, fn = found
     index = next((i for i, stmt in enumerate(fn.body) if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)), None)
     if not index:
         return None
     asserts = sum(count_asserts(stmt) for stmt in fn.body[:index])
     if asserts == 0:
         return None
-    return Unit(unit.name, _cut(tree, fn, index), unit.needs, asserts, origin="cut")
+    fn.body = fn.body[:index]  # the tree was parsed for this call alone
+    return Unit(unit.name, ast.unparse(top), unit.needs, asserts, origin="cut")
