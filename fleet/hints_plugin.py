@@ -13,8 +13,9 @@ pytest reports and the engine feeds back), an API fact:
 - ``NameError``: the already-imported module that defines the name, as an import line;
 - a test parameter that is no fixture: define it as a fixture or build the value in the test
   (instead of pytest's list of every available fixture);
-- else, for an exception raised inside the code under test, a ``[where]``: the function, line and
-  source line, so the model sees which of its inputs the code could not handle;
+- else, for an exception raised inside the code under test, a ``[where]``: the function, line,
+  source line and the values of that line's local names (``with args=()``), so the model sees
+  which of its inputs the code could not handle;
 - ``assert a == b`` between two instances of a class without ``__eq__`` (identity comparison,
   always false): the attributes to compare instead, and those that differ
   (``pytest_assertrepr_compare``).
@@ -41,6 +42,8 @@ from _pytest.fixtures import FixtureLookupError
 
 MAX_HINT = 240
 MAX_LISTED = 12
+MAX_VALUES, MAX_VALUE = 4, 40
+_IDENT = re.compile(r"[A-Za-z_]\w*")
 _CALL = re.compile(r"^([A-Za-z_][\w.]*)\(\) (?:got an unexpected keyword|got multiple values|missing \d+ required"
                    r"|takes \d+ positional|takes from \d+ to \d+ positional|takes no arguments)")
 _NAME = re.compile(r"name '(\w+)' is not defined")
@@ -137,18 +140,36 @@ def _under_test(frame: types.FrameType) -> bool:
     return "src" in parts[:-1] and "site-packages" not in parts
 
 
+def line_values(source: str, frames: list[types.FrameType]) -> str:
+    """`` with a=1, b=()``: the values of the names in ``source``, each from the first of ``frames``
+    (innermost first) that binds it as a local; not ``self``/``cls``, modules, classes or callables;
+    at most ``MAX_VALUES``, each repr cut to ``MAX_VALUE`` characters."""
+    shown = []
+    for name in dict.fromkeys(_IDENT.findall(source)):
+        scope = next((f.f_locals for f in frames if name in f.f_locals), {})
+        value = scope.get(name, shown)
+        if value is shown or name in ("self", "cls") or isinstance(value, (types.ModuleType, type)) or callable(value):
+            continue
+        shown.append(f"{name}={repr(value)[:MAX_VALUE]}")
+    return " with " + ", ".join(shown[:MAX_VALUES]) if shown else ""
+
+
 def location_hint(tb: types.TracebackType | None) -> str:
-    """Where the code under test raised: its innermost frame's function, line and source line."""
-    frame, lineno = None, 0
+    """Where the code under test raised: its innermost frame's function, line, source line and
+    :func:`line_values` (looked up from that frame outwards, so a generator expression's line
+    shows its function's arguments)."""
+    frames, lineno = [], 0
     while tb is not None:
         if _under_test(tb.tb_frame):
-            frame, lineno = tb.tb_frame, tb.tb_lineno
+            frames.insert(0, tb.tb_frame)
+            lineno = tb.tb_lineno
         tb = tb.tb_next
-    if frame is None:
+    if not frames:
         return ""
-    source = linecache.getline(frame.f_code.co_filename, lineno).strip()
-    name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name).split(".<locals>")[0]
-    return f"raised in `{name}` at line {lineno}: `{source}`"
+    code = frames[0].f_code
+    source = linecache.getline(code.co_filename, lineno).strip()
+    name = getattr(code, "co_qualname", code.co_name).split(".<locals>")[0]
+    return f"raised in `{name}` at line {lineno}: `{source}`{line_values(source, frames)}"
 
 
 def hint_for(exc: BaseException, tb: types.TracebackType | None) -> str:

@@ -32,6 +32,14 @@ def today():
 
 def total(pairs):
     return sum(amount for amount, _ in pairs)
+
+
+class Deferred:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def get(self, *args):
+        return self.fn(*args)
 '''
 
 TESTS = '''\
@@ -78,6 +86,11 @@ def test_bad_input():
 
 def test_identity():
     assert Money(1) == Money(2)
+
+
+def test_callback_called_by_the_code():
+    from money import Deferred
+    assert Deferred(lambda x: x + 1).get() == 2
 
 
 def test_no_such_fixture(money_one):
@@ -133,7 +146,13 @@ def test_other_failures_are_left_as_they_were(messages):
 
 def test_an_error_inside_the_code_under_test_says_where(messages):
     assert "[where] raised in `total` at line" in messages["test_bad_input"]
-    assert "`return sum(amount for amount, _ in pairs)`" in messages["test_bad_input"]
+    assert "`return sum(amount for amount, _ in pairs)` with pairs=[1, 2]" in messages["test_bad_input"]
+
+
+def test_a_callback_called_with_other_arguments_shows_them(messages):
+    message = messages["test_callback_called_by_the_code"]
+    assert "missing 1 required positional argument: 'x' [where] raised in `Deferred.get`" in message
+    assert "`return self.fn(*args)` with args=()" in message
 
 
 def test_identity_comparison_names_the_attributes_to_compare(messages):

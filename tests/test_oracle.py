@@ -40,7 +40,12 @@ def test_raises_that_did_not_raise_becomes_an_equality(sandbox):
     assert [u.source for u in fixed] == ["def test_r():\n    assert area(2, 2) == 4"]
 
 
-def test_non_literal_values_and_crashing_tests_are_not_repaired(sandbox):
+def test_a_non_literal_value_is_asserted_by_its_repr(sandbox):
+    fixed = repair(sandbox, Suite(), ctx(), [unit("def test_rng():\n    assert range(area(1, 2)) == [0, 1]")])
+    assert [u.source for u in fixed] == ["def test_rng():\n    assert repr(range(area(1, 2))) == 'range(0, 2)'"]
+
+
+def test_reprs_with_addresses_and_crashing_tests_are_not_repaired(sandbox):
     failed = [unit("def test_box():\n    assert Box() == 1"),  # repr is <geo.Box object …>: no literal
               unit("def test_crash():\n    assert area(-1, 2) == 3")]  # raises before any observation
     assert repair(sandbox, Suite(), ctx(), failed) == []
@@ -55,9 +60,11 @@ def test_units_without_repairable_sites_need_no_probe():
     assert make_probe(unit("def test_x():\n    assert area(1, 1) > 0")).probe is None
 
 
-def test_observations_keep_only_agreeing_short_literals():
-    text = '["t:1", "6"]\n["t:2", "<geo.Box object at 0x1>"]\n["t:3", "1"]\n["t:3", "2"]\n["t:4", "' + "9" * 400 + '"]\nnot json\n'
-    assert {k: v.value for k, v in parse_observations(text).items()} == {"t:1": 6}
+def test_observations_keep_agreeing_short_literals_and_address_free_reprs():
+    text = ('["t:1", "6"]\n["t:2", "<geo.Box object at 0x1>"]\n["t:3", "1"]\n["t:3", "2"]\n["t:4", "' + "9" * 400
+            + '"]\nnot json\n["t:5", "P(a=1)"]\n["t:6", "<function f at 0x7f3fd1c553a0>"]\n')
+    seen = parse_observations(text)
+    assert {k: (v.value.value, v.by_repr) for k, v in seen.items()} == {"t:1": (6, False), "t:5": ("P(a=1)", True)}
 
 
 def test_engine_keeps_the_repaired_test_and_marks_it():

@@ -5,9 +5,10 @@ failed on an assertion, each ``assert <expr> == <literal>`` (either side; a name
 to a literal, ``expected = [1, 2]``, counts as one) and each
 ``with pytest.raises(E): <expr>`` that did not raise is turned into an observation of ``<expr>``;
 the probe runs once in the sandbox and writes ``repr(value)`` per site to ``$HOME/observed.jsonl``.
-A site is repaired when every observation of it gave the same repr and that repr is a Python
-literal of at most ``MAX_REPR`` characters: the literal side is replaced (the ``raises`` block
-becomes ``assert <expr> == <literal>``). A test is repaired only if all its sites were and its probe
+A site is repaired when every observation of it gave the same repr of at most ``MAX_REPR``
+characters. A repr that is a Python literal replaces the literal side (the ``raises`` block becomes
+``assert <expr> == <literal>``); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as
+text, ``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is repaired only if all its sites were and its probe
 passed; the repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin
 down the current behaviour (regression oracles), and the report marks them ``oracle: observed``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import dataclass
 
 from fleet.sandbox import OBSERVED_FILE, Sandbox
@@ -24,6 +26,7 @@ from fleet.trm.repair import Context
 from fleet.trm.suite import Suite
 
 MAX_REPR = 300
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{8,}")  # default reprs, ids: differ per run
 OBSERVE = "__fleet_observe__"
 _HELPER = f'''
 def {OBSERVE}(key, value):
@@ -32,6 +35,14 @@ def {OBSERVE}(key, value):
         fh.write(json.dumps([key, repr(value)]) + "\\n")
     return value
 '''
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a site's expression gave: a literal to compare with, or (``by_repr``) its repr text."""
+
+    value: ast.expr
+    by_repr: bool = False
 
 
 def _is_literal(node: ast.AST) -> bool:
@@ -87,7 +98,7 @@ class _Sites(ast.NodeTransformer):
     """Numbers the repairable sites; in probe mode replaces each by an observation call, in
     repair mode by an assertion of the observed literal."""
 
-    def __init__(self, unit: str, literals: set[str], values: dict[str, ast.expr] | None = None) -> None:
+    def __init__(self, unit: str, literals: set[str], values: dict[str, Observation] | None = None) -> None:
         self.unit, self.literals, self.values, self.count, self.missing = unit, literals, values, 0, 0
 
     def _key(self) -> str:
@@ -98,8 +109,10 @@ class _Sites(ast.NodeTransformer):
         call = ast.Call(ast.Name(OBSERVE, ast.Load()), [ast.Constant(key), expr], [])
         return ast.Expr(call)
 
-    def _assert_equal(self, expr: ast.expr, literal: ast.expr, literal_side: str) -> ast.stmt:
-        pair = (expr, literal) if literal_side == "right" else (literal, expr)
+    def _assert_equal(self, expr: ast.expr, seen: Observation, literal_side: str) -> ast.stmt:
+        if seen.by_repr:
+            expr = ast.Call(ast.Name("repr", ast.Load()), [expr], [])
+        pair = (expr, seen.value) if literal_side == "right" else (seen.value, expr)
         return ast.Assert(ast.Compare(pair[0], [ast.Eq()], [pair[1]]))
 
     def _site(self, node: ast.stmt, expr: ast.expr, literal_side: str) -> ast.stmt:
@@ -139,8 +152,22 @@ def make_probe(unit: Unit) -> Probe:
     return Probe(unit, Unit(unit.name, ast.unparse(probed), unit.needs | {OBSERVE}, unit.asserts))
 
 
-def parse_observations(text: str) -> dict[str, ast.expr]:
-    """Site key → the observed literal, for sites whose every observation agreed."""
+def as_observation(text: str) -> Observation | None:
+    """The observation a repr stands for: a literal, else its text; None when it is longer than
+    ``MAX_REPR`` or shows a memory address (it would differ in the next run)."""
+    if len(text) > MAX_REPR or _ADDRESS.search(text):
+        return None
+    try:
+        node = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        node = None
+    if node is not None and _is_literal(node):
+        return Observation(node)
+    return Observation(ast.Constant(text), by_repr=True)
+
+
+def parse_observations(text: str) -> dict[str, Observation]:
+    """Site key → its observation (:func:`as_observation`), for sites whose every observation agreed."""
     seen: dict[str, set[str]] = {}
     for line in text.splitlines():
         try:
@@ -149,19 +176,11 @@ def parse_observations(text: str) -> dict[str, ast.expr]:
             continue
         if isinstance(key, str) and isinstance(value, str):
             seen.setdefault(key, set()).add(value)
-    out: dict[str, ast.expr] = {}
+    out: dict[str, Observation] = {}
     for key, values in seen.items():
-        if len(values) != 1:
-            continue
-        text_value = next(iter(values))
-        if len(text_value) > MAX_REPR:
-            continue
-        try:
-            node = ast.parse(text_value, mode="eval").body
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
-            continue
-        if _is_literal(node):
-            out[key] = node
+        found = as_observation(next(iter(values))) if len(values) == 1 else None
+        if found is not None:
+            out[key] = found
     return out
 
 
