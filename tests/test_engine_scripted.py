@@ -440,3 +440,32 @@ def test_a_suite_failing_its_final_runs_is_not_called_verified_nor_mutation_scor
     assert "NOT verified: the suite passed 0/2 final runs" in report["test_module"]
     assert report["mutation"] is None
     assert "mutation: not measured, the final suite passed 0/2 runs" in report["trace"]
+
+
+T_MISSPELT = "def test_sign_positive():\n    import math\n    assert sign(math.flor(5.5)) == 1\n"
+T_MISSPELT_AGAIN = "def test_sign_negative():\n    import math\n    assert sign(-math.flor(5.5)) == -1\n"
+T_MISSPELT_FIXTURE = ("@pytest.fixture\ndef five():\n    import math\n    return math.flor(5.5)\n\n\n"
+                      "def test_sign_zero(five):\n    assert sign(five - 5) == 0\n")
+
+
+def test_a_misspelt_attribute_is_corrected_in_the_test_and_in_later_replies():
+    report, _ = run_engine([reply(T_ADD, T_MISSPELT), reply(T_MISSPELT_AGAIN)], max_iterations=2, patience=5)
+    assert sorted(kept(report)) == ["test_add", "test_sign_negative", "test_sign_positive"]
+    origins = {t["name"]: t["oracle"] for t in report["tests"]}
+    assert origins["test_sign_positive"] == "renamed" and origins["test_sign_negative"] == "model"
+    assert "math.flor" not in report["test_module"] and "math.floor(5.5)" in report["test_module"]
+    trace = " ".join(report["trace"])
+    assert "1 with a misspelt name corrected" in trace and "1 definition(s) corrected before judging" in trace
+
+
+def test_a_misspelt_attribute_in_a_fixture_is_corrected_there():
+    report, _ = run_engine([reply(T_ADD, T_MISSPELT_FIXTURE)], max_iterations=1)
+    assert sorted(kept(report)) == ["test_add", "test_sign_zero"]
+    assert "return math.floor(5.5)" in report["test_module"]
+
+
+def test_without_hints_nothing_is_renamed():
+    report, _ = run_engine([reply(T_ADD, T_MISSPELT), reply(T_MISSPELT_AGAIN)], max_iterations=2, patience=5,
+                           ablate=("oracle", "hints", "cut"))
+    assert kept(report) == ["test_add"]
+    assert rejections(report) == {"test_sign_positive": "exception", "test_sign_negative": "exception"}

@@ -30,6 +30,7 @@ from fleet.trm.parse import Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
 from fleet.trm.context import related_definitions
 from fleet.trm.facts import Facts, without_hints
+from fleet.trm.renames import Renames, misspelling, rewrite
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
 from fleet.trm.suite import Suite
@@ -136,6 +137,7 @@ class _Run:
         self.asked = 0
         self.errors: list[str] = []
         self.facts = Facts()
+        self.renames = Renames(self.source)
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
@@ -206,16 +208,18 @@ class _Run:
             self.attempts[seg.name] += 1
         completion, code = self._ask(focus, self.asked)
         parsed = parse_reply(code, self.analysis.names)
+        corrected = 0 if "hints" in self.cfg.ablate else self.renames.apply(parsed)
         candidates = self.suite.absorb(parsed)
         verdict: Verdict = self.judge.judge(self.suite, candidates)
-        repaired, cut = self._second_chance(candidates, verdict)
+        mended = self._second_chance(candidates, verdict)
         if verdict.measure is not None:
             self.measure = verdict.measure
         self._record(iteration, parsed.rejected + verdict.rejected)
         self.trace.append(
             f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
             f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept "
-            f"({repaired} with observed expected values, {cut} cut before a failing statement)")
+            f"({mended['observed']} with observed expected values, {mended['cut']} cut before a failing statement, "
+            f"{mended['renamed']} with a misspelt name corrected); {corrected} definition(s) corrected before judging")
         return {"focus": label, "kept": len(verdict.accepted), "rejected": len(parsed.rejected) + len(verdict.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
                 "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
@@ -241,26 +245,47 @@ class _Run:
             "reply": "\n\n".join(s["reply"] for s in steps),
         }
 
-    def _second_chance(self, candidates: list[Unit], verdict: Verdict) -> tuple[int, int]:
-        """Judge once more, in one batch, the failed tests that can be mended: with observed
-        expected values (:mod:`fleet.trm.oracle`), else cut before the failing statement
-        (:mod:`fleet.trm.truncate`). Merges into ``verdict``; returns how many of each were kept."""
+    def _second_chance(self, candidates: list[Unit], verdict: Verdict) -> Counter[str]:
+        """Judge once more, in one batch, the failed tests that can be mended: with a misspelt
+        attribute corrected (:mod:`fleet.trm.renames`), else with observed expected values
+        (:mod:`fleet.trm.oracle`), else cut before the failing statement (:mod:`fleet.trm.truncate`).
+        Merges into ``verdict``; returns how many were kept, by origin."""
         ablate = self.cfg.ablate
-        failed_names = {r.name for r in verdict.rejected if r.reason in MENDABLE_REASONS}
-        failed = [u for u in candidates if u.name in failed_names]
-        fixed = oracle.repair(self.sandbox, self.suite, self.ctx, failed) if failed and "oracle" not in ablate else []
-        mended = {u.name for u in fixed}
+        details = {r.name: r.detail for r in verdict.rejected if r.reason in MENDABLE_REASONS}
+        failed = [u for u in candidates if u.name in details]
+        renamed = [] if "hints" in ablate else self._renamed(failed, details)
+        mended = {u.name for u in renamed}
+        fixed = [] if "oracle" in ablate else oracle.repair(self.sandbox, self.suite, self.ctx,
+                                                             [u for u in failed if u.name not in mended])
+        mended |= {u.name for u in fixed}
         cuts = [] if "cut" in ablate else [u for u in verdict.cut if u.name not in mended]
-        if not fixed and not cuts:
-            return 0, 0
-        second = self.judge.judge(self.suite, fixed + cuts)
+        if not renamed and not fixed and not cuts:
+            return Counter()
+        second = self.judge.judge(self.suite, renamed + fixed + cuts)
         verdict.accepted += second.accepted
         verdict.rejected += [r for r in second.rejected if r.reason != "no-new-coverage"]
         verdict.runs += second.runs + (1 if fixed else 0)
         verdict.measure = second.measure or verdict.measure
         kept = {u.name for u in second.accepted}
         verdict.rejected = [r for r in verdict.rejected if r.name not in kept]
-        return (sum(u.origin == "observed" for u in second.accepted), sum(u.origin == "cut" for u in second.accepted))
+        return Counter(u.origin for u in second.accepted)
+
+    def _renamed(self, failed: list[Unit], details: dict[str, str]) -> list[Unit]:
+        """The failed units whose error names a misspelt attribute, corrected in the unit or in the
+        support it uses; the corrections are learned for later replies."""
+        self.renames.learn(list(details.values()))
+        mapping = dict(m for m in map(misspelling, details.values()) if m)
+        touched = self.suite.rewrite_support(lambda source: rewrite(source, mapping)) if mapping else set()
+        out = []
+        for unit in failed:
+            if misspelling(details[unit.name]) is None:
+                continue
+            fixed = Renames.mend(unit, details[unit.name])
+            if fixed is None and self.suite.needs_any(unit, touched):
+                fixed = replace(unit, origin="renamed")
+            if fixed is not None:
+                out.append(fixed)
+        return out
 
     # -- stopping ----------------------------------------------------------------------------
     def _stop_reason(self) -> str | None:

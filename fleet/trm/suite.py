@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import ast
 
@@ -24,11 +25,14 @@ class Suite:
         return {u.name for u in self.units}
 
     def absorb(self, parsed: Parsed) -> list[Unit]:
-        """Take a reply's imports and support; return its units renamed to not collide."""
+        """Take a reply's imports and support; return its units renamed to not collide. A support
+        definition replaces an earlier one of that name unless kept units need the earlier one."""
         self.fresh_imports = list(dict.fromkeys(i for i in parsed.imports if i not in self.imports))
         self.imports.extend(self.fresh_imports)
+        pinned = self._closure(self.units)
         for name, src in parsed.support.items():
-            self.support.setdefault(name, src)
+            if name not in pinned:
+                self.support[name] = src
         taken = set(self.names)
         out = []
         for unit in parsed.units:
@@ -41,6 +45,20 @@ class Suite:
                 unit = Unit(name, unit.source.replace(unit.name, name, 1), unit.needs, unit.asserts)
             out.append(unit)
         return out
+
+    def rewrite_support(self, rewrite: Callable[[str], str | None]) -> set[str]:
+        """Apply ``rewrite`` (None: unchanged) to the support no kept unit needs; the changed names."""
+        pinned, changed = self._closure(self.units), set()
+        for name, src in self.support.items():
+            fixed = None if name in pinned else rewrite(src)
+            if fixed is not None:
+                self.support[name] = fixed
+                changed.add(name)
+        return changed
+
+    def needs_any(self, unit: Unit, names: set[str]) -> bool:
+        """Whether ``unit`` uses any of the support ``names``, directly or through other support."""
+        return bool(names & self._closure([unit]))
 
     def drop_fresh_imports(self) -> bool:
         """Forget the imports the last reply added (they broke collection); True if there were any."""
