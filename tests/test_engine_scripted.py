@@ -469,3 +469,17 @@ def test_without_hints_nothing_is_renamed():
                            ablate=("oracle", "hints", "cut"))
     assert kept(report) == ["test_add"]
     assert rejections(report) == {"test_sign_positive": "exception", "test_sign_negative": "exception"}
+
+
+def test_later_prompts_show_kept_tests_that_use_the_focus():
+    _, backend = run_engine([reply(T_ADD, T_POS), reply(T_NEG)], max_iterations=2, patience=5)
+    first, second = (p[-1].content for p in backend.prompts)
+    assert "already pass" not in first
+    shown = second.split("already pass", 1)[1].split("Task:", 1)[0]
+    assert "assert sign(5) == 1" in shown and "add(1, 2)" not in shown  # the focus is sign
+
+
+def test_the_kept_examples_ablation_shows_none():
+    _, backend = run_engine([reply(T_ADD, T_POS), reply(T_NEG)], max_iterations=2, patience=5,
+                            ablate=("oracle", "kept-examples"))
+    assert "already pass" not in backend.prompts[1][-1].content

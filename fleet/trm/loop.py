@@ -43,6 +43,7 @@ class TargetImportError(JobFailed):
 WHOLE_MODULE_LINES = 120
 FOCUS_LINES = 60
 FOCUS_SEGMENTS = 3
+KEPT_EXAMPLE_CHARS = 900  # kept tests shown per prompt as correct usage
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target",
                     "unsafe-call"}
 NO_TESTS_COLLECTED = 5  # pytest's exit code for the baseline run, a module that only imports the target
@@ -148,8 +149,10 @@ class _Run:
         errors = [] if "error-feedback" in ablate else focus.errors
         if "hints" in ablate:
             errors = [without_hints(err) for err in errors]
+        words = {part for seg in focus.segments for part in seg.name.split(".")} or set(self.analysis.public)
+        passing = [] if "kept-examples" in ablate else self.suite.examples(words, KEPT_EXAMPLE_CHARS)
         return replace(focus, missing_lines=[] if "coverage-feedback" in ablate else focus.missing_lines,
-                       errors=errors, facts=[] if "hints" in ablate else list(self.facts))
+                       errors=errors, facts=[] if "hints" in ablate else list(self.facts), passing=passing)
 
     def _segment_focus(self) -> prompts.Focus:
         """The module's public API first (small modules, first prompt), then the segments with the largest

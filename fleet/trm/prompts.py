@@ -5,7 +5,8 @@ Layout of every prompt of a job (identical up to the "Task" line, so llama.cpp r
     imports from its own package (:mod:`fleet.trm.context`) · the rules (with the edge-case rule
     when the job's strategy asks for it) ·
     then what changes: API facts learned from earlier failures (:mod:`fleet.trm.facts`), an
-    exemplar test when one is given, the task for one segment, the
+    exemplar test when one is given, kept tests of this job that use the focus (correct calls
+    to copy), the task for one segment, the
     segment's uncovered lines, and the errors of the previous attempt. The reply is prefilled
     with a code fence and the target's import.
 """
@@ -33,6 +34,7 @@ class Focus:
     errors: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
+    passing: list[str] = field(default_factory=list)  # this job's kept tests that use the focus
 
 
 def source_block(source: str, limit: int) -> str:
@@ -84,6 +86,9 @@ def build(module: str, source: str, analysis: Analysis, focus: Focus, *, max_sou
         parts += ["Facts about this code, learned from earlier failed tests:", *[f"- {f}" for f in focus.facts], ""]
     for example in focus.examples[:2]:
         parts += ["An example of a good test from a similar module:", "```python", example, "```"]
+    if focus.passing:
+        parts += ["Tests of this module that already pass (call the code the way they do):", "```python",
+                  *focus.passing, "```"]
     parts += _task(analysis, focus, source, max_source_chars)
     if focus.missing_lines:
         parts += ["These lines are not covered by any test yet; write tests that execute them:"]

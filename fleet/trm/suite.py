@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-import ast
-
 from fleet.trm.parse import Parsed, Unit, used_names
 from fleet.trm.repair import Context, repair_imports
+
+_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -44,6 +46,23 @@ class Suite:
             if name != unit.name:
                 unit = Unit(name, unit.source.replace(unit.name, name, 1), unit.needs, unit.asserts)
             out.append(unit)
+        return out
+
+    def examples(self, words: set[str], limit: int) -> list[str]:
+        """Kept units (with the support they need) that mention most of ``words``, most first,
+        then shortest; as many as fit in ``limit`` characters. None mention any: []."""
+        scored = []
+        for unit in self.units:
+            hits = len(words & set(_WORD.findall(unit.source)))
+            if hits:
+                scored.append((-hits, len(unit.source), unit))
+        out, size = [], 0
+        for _, _, unit in sorted(scored, key=lambda item: item[:2]):
+            text = "\n\n".join([*(self.support[n] for n in self.support if n in self._closure([unit])), unit.source])
+            if size + len(text) > limit:
+                break
+            out.append(text)
+            size += len(text)
         return out
 
     def rewrite_support(self, rewrite: Callable[[str], str | None]) -> set[str]:
