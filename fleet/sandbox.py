@@ -36,6 +36,7 @@ from fleet import hints_plugin
 from fleet.junit import Outcome, parse_junit_bytes
 
 TEST_FILE = "tests/test_generated.py"
+SOURCE_DIR = "src"  # the bundled code under test, relative to a run's directory
 # A file the tests may write in their run directory ($HOME); its text comes back in RunResult.observed.
 OBSERVED_FILE = "observed.jsonl"
 RESULT_CAP = 64 << 20  # most bytes read back from a run's junit.xml or coverage data
@@ -307,7 +308,7 @@ class Sandbox:
     def _prepare(self, test_source: str, target_text: str | None) -> Path:
         self._runs += 1
         run_dir = self.root / f"run{self._runs}"
-        src = run_dir / "src"
+        src = run_dir / SOURCE_DIR
         files = self.files if target_text is None else {**self.files, self.target_path: target_text}
         for rel, text in files.items():
             dest = src / rel
@@ -315,7 +316,7 @@ class Sandbox:
             dest.write_text(text, encoding="utf-8")
         (run_dir / "tests").mkdir(parents=True)
         (run_dir / TEST_FILE).write_text(test_source, encoding="utf-8")
-        rc = _RCFILE.format(data=run_dir / ".coverage", target=run_dir / "src" / self.target_path)
+        rc = _RCFILE.format(data=run_dir / ".coverage", target=run_dir / SOURCE_DIR / self.target_path)
         (run_dir / ".coveragerc").write_text(rc)
         site = run_dir / "site"
         site.mkdir()
@@ -347,7 +348,7 @@ class Sandbox:
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(run_dir),
             "TMPDIR": str(run_dir),
-            "PYTHONPATH": f"{run_dir / 'site'}{os.pathsep}{run_dir / 'src'}",
+            "PYTHONPATH": f"{run_dir / 'site'}{os.pathsep}{run_dir / SOURCE_DIR}",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONHASHSEED": "0",
             "LANG": "C.UTF-8",
@@ -391,7 +392,7 @@ class Sandbox:
         copy = self.private / "coverage.sqlite"
         copy.write_bytes(raw)
         try:
-            return _read_coverage(copy, run_dir / "src" / self.target_path)
+            return _read_coverage(copy, run_dir / SOURCE_DIR / self.target_path)
         finally:
             copy.unlink(missing_ok=True)
 

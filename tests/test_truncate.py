@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleet.trm.parse import Unit
-from fleet.trm.truncate import before_failure, failing_line
+from fleet.trm.truncate import before_failure, expecting_failure, failing_line, raised_in_target
 
 MODULE = '''import pytest
 from calc import sign
@@ -71,3 +71,29 @@ def test_a_line_outside_the_test_or_an_unknown_test_gives_nothing():
     assert before_failure(unit("test_three"), MODULE, message(15)) is None
     assert before_failure(unit("test_missing"), MODULE, message(10)) is None
     assert before_failure(unit("test_three"), "def broken(:\n", message(10)) is None
+
+
+def raised(line: int, where: str = "src/calc.py:4", exc: str = "ValueError") -> str:
+    return (f"{exc}: bad\n>       assert sign(0) == 7\n\ntests/test_generated.py:{line}: \n_ _ _\n"
+            f"{where}: in sign\nE   {exc}: bad\n\n{where}: {exc}")
+
+
+def test_an_exception_is_located_by_pytests_last_frame():
+    assert raised_in_target(raised(10)) == "ValueError"
+    assert raised_in_target(raised(10, where="/usr/lib/python3.11/json/decoder.py:355")) is None
+    assert raised_in_target(message(10)) is None  # raised in the test file
+
+
+def test_a_statement_that_raised_in_the_code_becomes_expected_to_raise():
+    expecting = expecting_failure(unit("test_three"), MODULE, raised(10), lambda name: True)
+    assert expecting is not None and expecting.origin == "raises" and expecting.asserts == 3
+    assert expecting.source.endswith("        sign(None)\n    with pytest.raises(ValueError):\n        sign(0) == 7")
+    first = expecting_failure(unit("test_first_fails"), MODULE, raised(15), lambda name: True)
+    assert first is not None and first.source == "def test_first_fails():\n    with pytest.raises(ValueError):\n        sign(1) == 2"
+
+
+def test_an_exception_is_not_expected_when_unnameable_or_not_from_the_code():
+    assert expecting_failure(unit("test_three"), MODULE, raised(10), lambda name: False) is None
+    assert expecting_failure(unit("test_three"), MODULE, raised(10, exc="RecursionError"), lambda name: True) is None
+    assert expecting_failure(unit("test_three"), MODULE, message(10), lambda name: True) is None
+    assert expecting_failure(unit("test_three"), MODULE, raised(9), lambda name: True) is None  # inside a `with`

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 
 from fleet.junit import COLLECTION, Outcome
@@ -20,7 +21,7 @@ from fleet.trm.facts import without_hints
 from fleet.trm.parse import Rejection, Unit
 from fleet.trm.repair import Context
 from fleet.trm.suite import Suite
-from fleet.trm.truncate import before_failure
+from fleet.trm.truncate import before_failure, expecting_failure
 
 _REASONS = (
     ("blocked in the fleet sandbox", "sandbox-violation"),
@@ -46,6 +47,7 @@ class Verdict:
     runs: int = 0
     module: str = ""
     cut: list[Unit] = field(default_factory=list)  # failing candidates cut before their failure
+    expecting: list[Unit] = field(default_factory=list)  # failing candidates expecting the exception raised
 
 
 def reason_of(outcome: Outcome, timed_out: bool = False) -> str:
@@ -136,12 +138,25 @@ class Judge:
         verdict.rejected += [Rejection(u.name, reason, f"the test module failed to load: {detail}") for u in units]
 
     def _reject_failed(self, unit: Unit, outcome: Outcome, verdict: Verdict) -> None:
-        """Record a candidate that failed its first run, and its cut before the failure if any."""
+        """Record a candidate that failed its first run, and its mends if any: cut before the
+        failure, and expecting the exception it raised in the code under test."""
         reason = reason_of(outcome)
         verdict.rejected.append(Rejection(unit.name, reason, trim_error(outcome.message, self.max_error_chars)))
-        cut = before_failure(unit, verdict.module, outcome.message) if reason in MENDABLE_REASONS else None
+        if reason not in MENDABLE_REASONS:
+            return
+        cut = before_failure(unit, verdict.module, outcome.message)
         if cut is not None:
             verdict.cut.append(cut)
+        expecting = expecting_failure(unit, verdict.module, outcome.message, self._nameable)
+        if expecting is not None:
+            verdict.expecting.append(expecting)
+
+    def _nameable(self, name: str) -> bool:
+        """An exception class a test can name: a builtin, or a name of the target or its package."""
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, BaseException):
+            return True
+        return name in self.ctx.analysis.names or name in self.ctx.elsewhere
 
     def _select(self, suite: Suite, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:
         per_unit = _coverage_by_unit(run)

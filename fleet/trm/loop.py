@@ -222,7 +222,7 @@ class _Run:
             f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
             f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept "
             f"({mended['observed']} with observed expected values, {mended['cut']} cut before a failing statement, "
-            f"{mended['renamed']} with a misspelt name corrected); {corrected} definition(s) corrected before judging")
+            f"{mended['raises']} expecting the exception raised, {mended['renamed']} with a misspelt name corrected); {corrected} definition(s) corrected before judging")
         return {"focus": label, "kept": len(verdict.accepted), "rejected": len(parsed.rejected) + len(verdict.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
                 "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
@@ -251,7 +251,8 @@ class _Run:
     def _second_chance(self, candidates: list[Unit], verdict: Verdict) -> Counter[str]:
         """Judge once more, in one batch, the failed tests that can be mended: with a misspelt
         attribute corrected (:mod:`fleet.trm.renames`), else with observed expected values
-        (:mod:`fleet.trm.oracle`), else cut before the failing statement (:mod:`fleet.trm.truncate`).
+        (:mod:`fleet.trm.oracle`), else expecting the exception the code raised, else cut before
+        the failing statement (both :mod:`fleet.trm.truncate`).
         Merges into ``verdict``; returns how many were kept, by origin."""
         ablate = self.cfg.ablate
         details = {r.name: r.detail for r in verdict.rejected if r.reason in MENDABLE_REASONS}
@@ -261,10 +262,13 @@ class _Run:
         fixed = [] if "oracle" in ablate else oracle.repair(self.sandbox, self.suite, self.ctx,
                                                              [u for u in failed if u.name not in mended])
         mended |= {u.name for u in fixed}
+        expecting = [] if "raises" in ablate else [u for u in verdict.expecting if u.name not in mended]
+        mended |= {u.name for u in expecting}
         cuts = [] if "cut" in ablate else [u for u in verdict.cut if u.name not in mended]
-        if not renamed and not fixed and not cuts:
+        batch = renamed + fixed + expecting + cuts
+        if not batch:
             return Counter()
-        second = self.judge.judge(self.suite, renamed + fixed + cuts)
+        second = self.judge.judge(self.suite, batch)
         verdict.accepted += second.accepted
         verdict.rejected += [r for r in second.rejected if r.reason != "no-new-coverage"]
         verdict.runs += second.runs + (1 if fixed else 0)

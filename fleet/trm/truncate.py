@@ -1,5 +1,7 @@
 """Keep the part of a failing test that ran: its statements before the one that failed.
 
+Two mends of a test that failed at top-level statement k, both judged like any other test:
+
 A test whose body fails at top-level statement k ran statements 0 … k−1 without an error. When
 those hold at least one check (``assert``, ``pytest.raises`` …), the test cut before statement k
 keeps what the model got right: its setup, its correct checks and their coverage. The cut test
@@ -7,18 +9,30 @@ is judged like any other (it must pass every rerun and add coverage), so a prefi
 passed by chance, or depends on a later statement, is rejected there. The failing line comes
 from pytest's report (``tests/test_generated.py:<line>:``, the test file's frame) and is mapped
 onto the module that ran. Test functions and one-method test classes are cut; nothing else.
+
+**Expecting the exception.** When statement k raised inside the code under test (pytest's last
+``<file>:<line>: <Type>`` lies in the run's source directory) an exception the test can name (a
+builtin, or a name of the target or its package), the test becomes statements 0 … k−1 and
+``with pytest.raises(<Type>): <statement k>`` (an ``assert e`` becomes ``e``). Like the oracle's
+observed values, it pins the current behaviour: the input the model chose makes the code raise.
+The report marks it ``raises``. A failure raised in the test's own code (a wrong call, an
+unpacking error) is not expected this way.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from typing import Callable
 
-from fleet.sandbox import TEST_FILE
+from fleet.sandbox import SOURCE_DIR, TEST_FILE
 from fleet.trm.parse import Unit, count_asserts
 
 _LINE = re.compile(re.escape(TEST_FILE) + r":(\d+):")
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_RAISED_AT = re.compile(r"^(\S+):\d+: (\w+)\s*$", re.M)
+_WRAPPABLE = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Assert)
+_NEVER_EXPECTED = {"RecursionError", "MemoryError", "SystemExit", "KeyboardInterrupt", "AssertionError"}
 
 
 def failing_line(message: str) -> int | None:
@@ -39,9 +53,18 @@ def _test_function(module: ast.Module, name: str) -> tuple[ast.stmt, ast.Functio
     return None
 
 
-def before_failure(unit: Unit, module: str, message: str) -> Unit | None:
-    """``unit`` cut before the statement it failed at in ``module`` (the text that ran), or None
-    when the failure is not inside its body, is in its first statement, or leaves no check."""
+def raised_in_target(message: str) -> str | None:
+    """The exception's class name when pytest's last ``<file>:<line>: <Type>`` lies in the code
+    under test, else None."""
+    found = _RAISED_AT.findall(message)
+    if not found or not found[-1][0].startswith(SOURCE_DIR + "/"):
+        return None
+    return found[-1][1]
+
+
+def _failed_at(unit: Unit, module: str, message: str) -> tuple[ast.stmt, ast.FunctionDef | ast.AsyncFunctionDef, int] | None:
+    """(the unit's top-level node, its test function, the index of the failing statement) in a
+    fresh parse of ``module``, or None when the failure is not inside the function's body."""
     line = failing_line(message)
     if line is None:
         return None
@@ -54,10 +77,36 @@ def before_failure(unit: Unit, module: str, message: str) -> Unit | None:
         return None
     top, fn = found
     index = next((i for i, stmt in enumerate(fn.body) if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)), None)
-    if not index:
+    return None if index is None else (top, fn, index)
+
+
+def before_failure(unit: Unit, module: str, message: str) -> Unit | None:
+    """``unit`` cut before the statement it failed at in ``module`` (the text that ran), or None
+    when the failure is not inside its body, is in its first statement, or leaves no check."""
+    found = _failed_at(unit, module, message)
+    if found is None or found[2] == 0:
         return None
+    top, fn, index = found
     asserts = sum(count_asserts(stmt) for stmt in fn.body[:index])
     if asserts == 0:
         return None
     fn.body = fn.body[:index]  # the tree was parsed for this call alone
     return Unit(unit.name, ast.unparse(top), unit.needs, asserts, origin="cut")
+
+
+def expecting_failure(unit: Unit, module: str, message: str, nameable: Callable[[str], bool]) -> Unit | None:
+    """``unit`` up to its failing statement, which is wrapped in ``pytest.raises`` of the exception
+    the code under test raised (see the module docstring), or None."""
+    name = raised_in_target(message)
+    if name is None or name in _NEVER_EXPECTED or not nameable(name):
+        return None
+    found = _failed_at(unit, module, message)
+    if found is None or not isinstance(found[1].body[found[2]], _WRAPPABLE):
+        return None
+    top, fn, index = found
+    stmt = fn.body[index]
+    body = ast.Expr(stmt.test) if isinstance(stmt, ast.Assert) else stmt
+    raises = ast.Call(ast.Attribute(ast.Name("pytest", ast.Load()), "raises", ast.Load()), [ast.Name(name, ast.Load())], [])
+    fn.body = [*fn.body[:index], ast.With([ast.withitem(raises)], [body])]
+    asserts = sum(count_asserts(s) for s in fn.body)
+    return Unit(unit.name, ast.unparse(ast.fix_missing_locations(top)), unit.needs, asserts, origin="raises")
