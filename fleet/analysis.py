@@ -9,7 +9,7 @@ comprehension ifs, ternaries, match cases, assert).
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 _DECISIONS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.IfExp, ast.Assert, ast.match_case)
 
@@ -24,6 +24,7 @@ class Segment:
     signature: str
     complexity: int
     is_method: bool = False
+    entry: tuple[str, ...] = ()  # public functions through which a private one is reached
 
     def lines(self) -> range:
         return range(self.start, self.end + 1)
@@ -76,13 +77,68 @@ def _function_segments(node: ast.AST, owner: str | None) -> list[Segment]:
     out = []
     for child in getattr(node, "body", []):
         if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            start = min([d.lineno for d in child.decorator_list] + [child.lineno])
+            start = _start(child)
             name = f"{owner}.{child.name}" if owner else child.name
             out.append(
                 Segment(name, start, child.end_lineno or child.lineno, _signature(child, owner),
                         complexity(child), owner is not None)
             )
     return out
+
+
+def _is_private(qualname: str) -> bool:
+    """A name a test should not call directly: some part starts with ``_`` and is no dunder."""
+    return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in qualname.split("."))
+
+
+def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Top-level functions and methods, with their qualified names, in source order."""
+    out = []
+    for node in tree.body:
+        owner = node.name if isinstance(node, ast.ClassDef) else None
+        for child in node.body if owner else [node]:
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out.append((f"{owner}.{child.name}" if owner else child.name, child))
+    return out
+
+
+def _start(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's first line, its decorators included."""
+    return min([d.lineno for d in fn.decorator_list] + [fn.lineno])
+
+
+def _references(fn: ast.AST) -> set[str]:
+    """Names and attribute names used in a function (its decorators excluded)."""
+    body = [n for stmt in getattr(fn, "body", []) for n in ast.walk(stmt)]
+    return {n.id for n in body if isinstance(n, ast.Name)} | {n.attr for n in body if isinstance(n, ast.Attribute)}
+
+
+def _dispatcher(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names a decorator registers the function with (``@_convert.register(list)`` → ``_convert``)."""
+    out = set()
+    for deco in fn.decorator_list:
+        node = deco.func if isinstance(deco, ast.Call) else deco
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            out.add(node.value.id)
+    return out
+
+
+def entry_points(tree: ast.Module, qualname: str, fn: ast.FunctionDef | ast.AsyncFunctionDef,
+                 limit: int = 3) -> tuple[str, ...]:
+    """Public functions or methods that reach private ``qualname``: those whose body names it (or
+    what it is registered with), following private callers up to three levels. At most ``limit``."""
+    functions = _functions(tree)
+    wanted = {qualname.rsplit(".", 1)[-1], *_dispatcher(fn)} - {"_"}
+    found: set[str] = set()
+    seen = {qualname}
+    for _ in range(3):
+        callers = [q for q, f in functions if q not in seen and wanted & _references(f)]
+        seen.update(callers)
+        found.update(q for q in callers if not _is_private(q))
+        wanted = {q.rsplit(".", 1)[-1] for q in callers if _is_private(q)} - {"_"}
+        if not wanted:
+            break
+    return tuple(sorted(found)[:limit])
 
 
 def _imported_names(tree: ast.Module) -> dict[str, str]:
@@ -169,6 +225,9 @@ def analyse(source: str, module: str) -> Analysis:
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     for cls in classes:
         segments.extend(_function_segments(cls, cls.name))
+    nodes = {(q, _start(fn)): fn for q, fn in _functions(tree)}
+    segments = [replace(seg, entry=entry_points(tree, seg.name, nodes[seg.name, seg.start]))
+                if _is_private(seg.name) and (seg.name, seg.start) in nodes else seg for seg in segments]
     names = _defined_names(tree)
     public = tuple(sorted(n for n in names if not n.startswith("_")))
     return Analysis(

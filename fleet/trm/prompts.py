@@ -50,12 +50,19 @@ def prefill(module: str) -> str:
     return f"```python\nimport pytest\nfrom {module} import "
 
 
+def _through(seg: Segment) -> str:
+    """How to reach a private segment: `` (private: call it through `a` or `b`)``, or ""."""
+    if not seg.entry:
+        return ""
+    return " (private: call it through " + " or ".join(f"`{name}`" for name in seg.entry) + ")"
+
+
 def _task(analysis: Analysis, focus: Focus, source: str, limit: int) -> list[str]:
     """The task line; the segment's own source too when the module text was cut before it."""
     if not focus.segments:
         names = ", ".join(f"`{n}`" for n in analysis.public[:20]) or "the module"
         return [f"Task: write pytest tests for {names}."]
-    lines = ["Task: write pytest tests for:"] + [f"- `{seg.signature}`" for seg in focus.segments]
+    lines = ["Task: write pytest tests for:"] + [f"- `{seg.signature}`{_through(seg)}" for seg in focus.segments]
     shown = len(source_block(source, limit).splitlines())
     for seg in focus.segments:
         body = source.splitlines()[seg.start - 1 : seg.end]
