@@ -470,13 +470,16 @@ def test_suite_absorb_renames_test_classes():
     assert ast.parse(out[0].source).body[0].name == "TestCalc_2"
 
 
-def test_suite_absorb_collects_imports_and_first_support_wins():
+def test_suite_absorb_collects_imports_and_a_later_support_replaces_one_no_kept_test_needs():
     suite = Suite()
-    suite.absorb(_parsed("import os\nimport os\nK = 1\n\ndef test_a():\n    assert K\n"))
+    first = suite.absorb(_parsed("import os\nimport os\nK = 1\n\ndef test_a():\n    assert K\n"))
     suite.absorb(_parsed("import os\nimport sys\nK = 2\n\ndef test_b():\n    assert K\n"))
     assert suite.imports == ["import os", "import sys"]
-    assert suite.support == {"K": "K = 1"}
+    assert suite.support == {"K": "K = 2"}
     assert suite.units == []  # absorb does not keep units; the judge does
+    suite.units.append(first[0])  # once a kept test needs K, K stays as it is
+    suite.absorb(_parsed("K = 3\n\ndef test_c():\n    assert K\n"))
+    assert suite.support == {"K": "K = 2"}
 
 
 def test_suite_render_is_runnable(calc_ctx, tmp_path):
