@@ -97,3 +97,5 @@ def test_an_exception_is_not_expected_when_unnameable_or_not_from_the_code():
     assert expecting_failure(unit("test_three"), MODULE, raised(10, exc="RecursionError"), lambda name: True) is None
     assert expecting_failure(unit("test_three"), MODULE, message(10), lambda name: True) is None
     assert expecting_failure(unit("test_three"), MODULE, raised(9), lambda name: True) is None  # inside a `with`
+    bad_call = raised(10, exc="TypeError").replace("TypeError: bad", "TypeError: f.<locals>.<lambda>() missing 1 required positional argument: 'x'")
+    assert expecting_failure(unit("test_three"), MODULE, bad_call, lambda name: True) is None

@@ -16,7 +16,8 @@ builtin, or a name of the target or its package), the test becomes statements 0 
 ``with pytest.raises(<Type>): <statement k>`` (an ``assert e`` becomes ``e``). Like the oracle's
 observed values, it pins the current behaviour: the input the model chose makes the code raise.
 The report marks it ``raises``. A failure raised in the test's own code (a wrong call, an
-unpacking error) is not expected this way.
+unpacking error) is not expected this way, nor a call that does not fit its callable's signature
+(a callback from the test called with other arguments): that is a mistake of the test.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _RAISED_AT = re.compile(r"^(\S+):\d+: (\w+)\s*$", re.M)
 _WRAPPABLE = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Assert)
 _NEVER_EXPECTED = {"RecursionError", "MemoryError", "SystemExit", "KeyboardInterrupt", "AssertionError"}
+_BAD_CALL = re.compile(r"TypeError: \S+\(\) (?:got an unexpected keyword|got multiple values|missing \d+ required"
+                       r"|takes \d+ positional|takes from \d+ to \d+ positional|takes no arguments)")
 
 
 def failing_line(message: str) -> int | None:
@@ -98,7 +101,7 @@ def expecting_failure(unit: Unit, module: str, message: str, nameable: Callable[
     """``unit`` up to its failing statement, which is wrapped in ``pytest.raises`` of the exception
     the code under test raised (see the module docstring), or None."""
     name = raised_in_target(message)
-    if name is None or name in _NEVER_EXPECTED or not nameable(name):
+    if name is None or name in _NEVER_EXPECTED or _BAD_CALL.search(message) or not nameable(name):
         return None
     found = _failed_at(unit, module, message)
     if found is None or not isinstance(found[1].body[found[2]], _WRAPPABLE):
