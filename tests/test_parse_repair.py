@@ -161,6 +161,14 @@ def test_int_keyed_table_is_not_mistaken_for_line_numbers():
 
 # -- salvage -----------------------------------------------------------------------------------
 
+def test_a_def_without_parentheses_gets_them_outside_strings():
+    reply = ('parse\n\ndef test_meta:\n    text = """\n    def inside:\n    """\n    assert parse(text)\n\n'
+             "class TestX:\n    def test_y:  # note\n        assert parse('')\n")
+    parsed = parse_reply(reply, frozenset({"parse"}))
+    assert [u.name for u in parsed.units] == ["test_meta", "TestX"] and parsed.rejected == []
+    assert "def inside:" in parsed.units[0].source  # text inside a string is left alone
+
+
 def test_salvage_whole_module_parses():
     body, rejected = salvage("a = 1\n\ndef test_a():\n    assert a\n")
     assert rejected == []

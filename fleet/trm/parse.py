@@ -1,7 +1,7 @@
 """Model reply → test units, tolerantly.
 
 Steps, each deterministic: take the code out of fences; strip line-number prefixes copied from a
-prompt; parse, or salvage the top-level chunks that parse on their own (a reply cut at max_tokens
+prompt; add the parentheses of a ``def test_x:``; parse, or salvage the top-level chunks that parse on their own (a reply cut at max_tokens
 loses only its last, unfinished function); split into imports, test units (``def test_*``,
 ``class Test*``, and each method of a test class with several: :func:`split_test_class`) and
 support code (fixtures, helpers, constants); drop copies of the target's own definitions (small
@@ -23,6 +23,7 @@ _LINENO = re.compile(r"^ {0,3}(\d+)\s*[:|] ?")
 _CONTINUATION = ("else", "elif", "except", "finally", ")", "]", "}", "case")
 _EMPTY_IMPORT = re.compile(r"^\s*from\s+[\w.]+\s+import\s*(?:#.*)?$")
 _TRIPLE = re.compile(r'"""|\'\'\'')
+_BARE_DEF = re.compile(r"^(\s*(?:async\s+)?def\s+\w+)\s*:(\s*(?:#.*)?)$")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ def drop_empty_imports(code: str) -> str:
     """Remove ``from x import`` lines that name nothing (the model completed the prefilled import
     with a comment); the names it uses are imported by repair later."""
     return "\n".join(ln for ln in code.splitlines() if not _EMPTY_IMPORT.match(ln))
+
+
+def add_missing_parentheses(code: str) -> str:
+    """``def test_x:`` (a slip small models make) → ``def test_x():``, outside string literals."""
+    lines = code.splitlines()
+    inside = _inside_strings(lines)
+    return "\n".join(ln if inside[i] else _BARE_DEF.sub(r"\1():\2", ln) for i, ln in enumerate(lines))
 
 
 def _inside_strings(lines: list[str]) -> list[bool]:
@@ -240,7 +248,7 @@ def _unsafe(node: ast.stmt, imported: dict[str, str], parsed: Parsed) -> bool:
 
 def parse_reply(text: str, target_names: frozenset[str]) -> Parsed:
     """Split a model reply into imports, support code and test units (see module docstring)."""
-    body, rejected = salvage(drop_empty_imports(extract_code(text)))
+    body, rejected = salvage(add_missing_parentheses(drop_empty_imports(extract_code(text))))
     parsed = Parsed(rejected=rejected)
     tests: list[ast.stmt] = []
     imported = aliases(body)
