@@ -1,16 +1,17 @@
 """Oracle repair: fix a failing test's expected values from the target's observed behaviour.
 
 Small models often call the code correctly but guess the expected value wrong. For a test that
-failed on an assertion, each ``assert <expr> == <literal>`` (either side; a name assigned once
-to a literal, ``expected = [1, 2]``, counts as one) and each
-``with pytest.raises(E): <expr>`` that did not raise is turned into an observation of ``<expr>``;
-the probe runs once in the sandbox and writes ``repr(value)`` per site to ``$HOME/observed.jsonl``.
-A site is repaired when every observation of it gave the same repr of at most ``MAX_REPR``
-characters. A repr that is a Python literal replaces the literal side (the ``raises`` block becomes
-``assert <expr> == <literal>``); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as
-text, ``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is repaired only if all its sites were and its probe
-passed; the repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin
-down the current behaviour (regression oracles), and the report marks them ``oracle: observed``.
+failed on an assertion, each ``assert <expr> == <constant>`` (either side; a constant is a
+literal or arithmetic on literals, and a name assigned once to one, ``expected = [1, 2]``, counts
+as one) and each ``with pytest.raises(E): <expr>`` that did not raise is turned into an
+observation of ``<expr>``; the probe runs once in the sandbox and writes ``repr(value)`` per site
+to ``$HOME/observed.jsonl``. A site is repaired when every observation of it gave the same repr of
+at most ``MAX_REPR`` characters. A repr that is a Python literal replaces the constant side (the
+``raises`` block becomes ``assert <expr> == <literal>``); any other repr (``NamedTuple(a=1)``,
+``Just[3]``) is asserted as text, ``assert repr(<expr>) == '<repr>'``. A repr showing a memory
+address is never used. A test is repaired only if all its sites were and its probe passed; the
+repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin down the
+current behaviour (regression oracles), and the report marks them ``oracle: observed``.
 """
 
 from __future__ import annotations
@@ -53,29 +54,39 @@ def _is_literal(node: ast.AST) -> bool:
     return True
 
 
+_CONSTANT_NODES = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List, ast.Set, ast.Dict,
+                   ast.operator, ast.unaryop, ast.expr_context)
+
+
+def _is_constant(node: ast.AST) -> bool:
+    """A literal, or arithmetic on literals only (``(16 // 16 + 7) * 16``): a value the model
+    worked out, which the observed one may replace."""
+    return all(isinstance(n, _CONSTANT_NODES) for n in ast.walk(node))
+
+
 def literal_names(tree: ast.AST) -> set[str]:
-    """Names assigned exactly once in ``tree``, to a literal (``expected = [1, 2]``)."""
+    """Names assigned exactly once in ``tree``, to a constant (``expected = [1, 2]``, ``n = 4 * 8``)."""
     counts: dict[str, int] = {}
     literal: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             counts[node.id] = counts.get(node.id, 0) + 1
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if _is_literal(node.value):
+            if _is_constant(node.value):
                 literal.add(node.targets[0].id)
     return {name for name in literal if counts.get(name) == 1}
 
 
 def _observed_side(node: ast.Assert, literals: set[str]) -> tuple[ast.expr, str] | None:
-    """For ``assert a == b`` with exactly one literal side (a literal, or a name bound once to
-    one): (the other side, which side is literal)."""
+    """For ``assert a == b`` with exactly one constant side (:func:`_is_constant`, or a name bound
+    once to one): (the other side, which side is constant)."""
     test = node.test
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
         return None
     left, right = test.left, test.comparators[0]
 
     def fixed(side: ast.expr) -> bool:
-        return _is_literal(side) or (isinstance(side, ast.Name) and side.id in literals)
+        return _is_constant(side) or (isinstance(side, ast.Name) and side.id in literals)
 
     if fixed(right) and not fixed(left):
         return left, "right"
