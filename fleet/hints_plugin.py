@@ -9,7 +9,8 @@ pytest reports and the engine feeds back), an API fact:
   that object (:func:`difflib.get_close_matches`), else its first public attributes;
 - ``TypeError`` from binding a call (``f() got an unexpected keyword argument``, ``missing N
   required``, ``takes N positional``): ``inspect.signature`` of the callable, resolved by its
-  qualified name in the failing frame's locals and globals;
+  qualified name in the failing frame's locals and globals, and the members of each parameter's
+  Enum annotation;
 - ``NameError``: the already-imported module that defines the name, as an import line;
 - a test parameter that is no fixture: define it as a fixture or build the value in the test
   (instead of pytest's list of every available fixture);
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import enum
 import inspect
 import linecache
 import os
@@ -113,10 +115,26 @@ def call_hint(exc: TypeError, tb: types.TracebackType | None) -> str:
         obj = _resolve(match.group(1), frame)
         if callable(obj):
             try:
-                return f"the signature is {match.group(1).removesuffix('.__init__')}{inspect.signature(obj)}"
+                signature = inspect.signature(obj)
             except (TypeError, ValueError):
                 return ""
+            return f"the signature is {match.group(1).removesuffix('.__init__')}{signature}{enum_choices(obj, signature)}"
     return ""
+
+
+def enum_choices(obj: Any, signature: inspect.Signature) -> str:
+    """``; ctype is one of CurrencyType.MONEY, …`` for each parameter annotated with an Enum
+    (a string annotation is looked up in the callable's module), at most 4 members each."""
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    out = []
+    for param in signature.parameters.values():
+        annotation = param.annotation
+        if isinstance(annotation, str) and module is not None:
+            annotation = getattr(module, annotation.rsplit(".", 1)[-1], None)
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            members = ", ".join(f"{annotation.__name__}.{m}" for m in list(annotation.__members__)[:4])
+            out.append(f"{param.name} is one of {members}")
+    return "; " + "; ".join(out) if out else ""
 
 
 def name_hint(exc: NameError) -> str:

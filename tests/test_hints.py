@@ -8,6 +8,16 @@ from fleet.sandbox import Sandbox
 
 TARGET = '''\
 import datetime
+import enum
+
+
+class Kind(enum.Enum):
+    CASH = 1
+    CARD = 2
+
+
+def pay(amount, kind: "Kind"):
+    return amount
 
 
 class Money:
@@ -53,6 +63,11 @@ def test_kwarg():
 
 def test_missing():
     Money.of(3)
+
+
+def test_enum_parameter():
+    from money import pay
+    pay(3)
 
 
 def test_attribute():
@@ -111,6 +126,10 @@ def test_unexpected_keyword_gets_the_constructor_signature(messages):
 
 def test_missing_argument_gets_the_classmethod_signature(messages):
     assert "[hint] the signature is Money.of(amount, currency)" in messages["test_missing"]
+
+
+def test_an_enum_parameter_lists_its_members(messages):
+    assert "the signature is pay(amount, kind: 'Kind'); kind is one of Kind.CASH, Kind.CARD" in messages["test_enum_parameter"]
 
 
 def test_misspelt_attribute_gets_the_close_names(messages):
