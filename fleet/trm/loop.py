@@ -44,6 +44,8 @@ WHOLE_MODULE_LINES = 120
 FOCUS_LINES = 60
 FOCUS_SEGMENTS = 3
 KEPT_EXAMPLE_CHARS = 900  # kept tests shown per prompt as correct usage
+MENDS = {"observed": "with observed expected values", "cut": "cut before a failing statement",
+         "raises": "expecting the exception raised", "renamed": "with a misspelt name corrected"}
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target",
                     "unsafe-call"}
 NO_TESTS_COLLECTED = 5  # pytest's exit code for the baseline run, a module that only imports the target
@@ -221,8 +223,8 @@ class _Run:
         self.trace.append(
             f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
             f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept "
-            f"({mended['observed']} with observed expected values, {mended['cut']} cut before a failing statement, "
-            f"{mended['raises']} expecting the exception raised, {mended['renamed']} with a misspelt name corrected); {corrected} definition(s) corrected before judging")
+            f"({', '.join(f'{mended[origin]} {text}' for origin, text in MENDS.items())}); "
+            f"{corrected} definition(s) corrected before judging")
         return {"focus": label, "kept": len(verdict.accepted), "rejected": len(parsed.rejected) + len(verdict.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
                 "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
