@@ -40,6 +40,12 @@ def test_raises_that_did_not_raise_becomes_an_equality(sandbox):
     assert [u.source for u in fixed] == ["def test_r():\n    assert area(2, 2) == 4"]
 
 
+def test_a_raises_that_did_not_raise_loses_the_checks_of_its_exception(sandbox):
+    source = "def test_r():\n    with pytest.raises(ValueError) as e:\n        area(2, 2)\n    assert 'neg' in str(e.value)\n    assert area(1, 1) == 1"
+    fixed = repair(sandbox, Suite(), ctx(), [unit(source)])
+    assert [u.source for u in fixed] == ["def test_r():\n    assert area(2, 2) == 4\n    assert area(1, 1) == 1"]
+
+
 def test_a_non_literal_value_is_asserted_by_its_repr(sandbox):
     fixed = repair(sandbox, Suite(), ctx(), [unit("def test_rng():\n    assert range(area(1, 2)) == [0, 1]")])
     assert [u.source for u in fixed] == ["def test_rng():\n    assert repr(range(area(1, 2))) == 'range(0, 2)'"]

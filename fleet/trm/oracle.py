@@ -7,9 +7,9 @@ as one) and each ``with pytest.raises(E): <expr>`` that did not raise is turned 
 observation of ``<expr>``; the probe runs once in the sandbox and writes ``repr(value)`` per site
 to ``$HOME/observed.jsonl``. A site is repaired when every observation of it gave the same repr of
 at most ``MAX_REPR`` characters. A repr that is a Python literal replaces the constant side (the
-``raises`` block becomes ``assert <expr> == <literal>``); any other repr (``NamedTuple(a=1)``,
-``Just[3]``) is asserted as text, ``assert repr(<expr>) == '<repr>'``. A repr showing a memory
-address is never used. A test is repaired only if all its sites were and its probe passed; the
+``raises`` block becomes ``assert <expr> == <literal>``, and statements that read its ``as e``
+are dropped); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as text,
+``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is repaired only if all its sites were and its probe passed; the
 repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin down the
 current behaviour (regression oracles), and the report marks them ``oracle: observed``.
 """
@@ -111,6 +111,7 @@ class _Sites(ast.NodeTransformer):
 
     def __init__(self, unit: str, literals: set[str], values: dict[str, Observation] | None = None) -> None:
         self.unit, self.literals, self.values, self.count, self.missing = unit, literals, values, 0, 0
+        self.captured: set[str] = set()
 
     def _key(self) -> str:
         self.count += 1
@@ -143,7 +144,20 @@ class _Sites(ast.NodeTransformer):
         expr = _raises_expr(node)
         if expr is None:
             return self.generic_visit(node)
-        return self._site(node, expr, "right")
+        out = self._site(node, expr, "right")
+        captured = node.items[0].optional_vars
+        if out is not node and isinstance(captured, ast.Name):
+            self.captured.add(captured.id)  # ``as e``: there is no exception to inspect any more
+        return out
+
+
+def _without_uses(tree: ast.Module, names: set[str]) -> ast.Module:
+    """Drop the statements of each function in ``tree`` that read any of ``names``."""
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and names:
+            fn.body = [stmt for stmt in fn.body
+                       if not any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(stmt))] or [ast.Pass()]
+    return tree
 
 
 @dataclass(frozen=True)
@@ -157,7 +171,7 @@ class Probe:
 def make_probe(unit: Unit) -> Probe:
     tree = ast.parse(unit.source)
     sites = _Sites(unit.name, literal_names(tree))
-    probed = ast.fix_missing_locations(sites.visit(tree))
+    probed = ast.fix_missing_locations(_without_uses(sites.visit(tree), sites.captured))
     if sites.count == 0:
         return Probe(unit, None)
     return Probe(unit, Unit(unit.name, ast.unparse(probed), unit.needs | {OBSERVE}, unit.asserts))
@@ -211,7 +225,7 @@ def repair(sandbox: Sandbox, suite: Suite, ctx: Context, failed: list[Unit]) -> 
             continue
         tree = ast.parse(probe.unit.source)
         sites = _Sites(probe.unit.name, literal_names(tree), values)
-        fixed = ast.fix_missing_locations(sites.visit(tree))
+        fixed = ast.fix_missing_locations(_without_uses(sites.visit(tree), sites.captured))
         if sites.missing:
             continue
         unit = probe.unit
