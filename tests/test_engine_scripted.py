@@ -488,15 +488,8 @@ def test_the_kept_examples_ablation_shows_none():
 T_NONE = "def test_sign_none():\n    assert sign(None) == 0\n"
 
 
-def test_an_exception_raised_by_the_code_is_kept_as_expected():
-    report, _ = run_engine([reply(T_ADD, T_NONE)], max_iterations=1)
-    origins = {t["name"]: t["oracle"] for t in report["tests"]}
-    assert origins == {"test_add": "model", "test_sign_none": "raises"}
-    assert "with pytest.raises(TypeError):\n        sign(None) == 0" in report["test_module"]
-    assert "1 expecting the exception raised" in " ".join(report["trace"])
-
-
-def test_the_raises_ablation_drops_the_failing_test():
-    report, _ = run_engine([reply(T_ADD, T_NONE)], max_iterations=1, ablate=("oracle", "raises"))
-    assert kept(report) == ["test_add"]
-    assert rejections(report) == {"test_sign_none": "exception"}
+def test_an_exception_the_code_did_not_raise_on_purpose_stays_a_failure():
+    report, backend = run_engine([reply(T_ADD, T_NONE), reply(T_POS)], max_iterations=2, patience=5)
+    assert "test_sign_none" not in kept(report)
+    assert rejections(report)["test_sign_none"] == "exception"
+    assert "'>' not supported between instances of 'NoneType' and 'int'" in backend.prompts[1][-1].content

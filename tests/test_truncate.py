@@ -73,15 +73,16 @@ def test_a_line_outside_the_test_or_an_unknown_test_gives_nothing():
     assert before_failure(unit("test_three"), "def broken(:\n", message(10)) is None
 
 
-def raised(line: int, where: str = "src/calc.py:4", exc: str = "ValueError") -> str:
+def raised(line: int, where: str = "src/calc.py:4", exc: str = "ValueError", source: str = "raise ValueError('bad')") -> str:
     return (f"{exc}: bad\n>       assert sign(0) == 7\n\ntests/test_generated.py:{line}: \n_ _ _\n"
-            f"{where}: in sign\nE   {exc}: bad\n\n{where}: {exc}")
+            f"{where}: in sign\n    def sign(x):\n>       {source}\nE   {exc}: bad\n\n{where}: {exc}")
 
 
 def test_an_exception_is_located_by_pytests_last_frame():
     assert raised_in_target(raised(10)) == "ValueError"
     assert raised_in_target(raised(10, where="/usr/lib/python3.11/json/decoder.py:355")) is None
     assert raised_in_target(message(10)) is None  # raised in the test file
+    assert raised_in_target(raised(10, exc="IndexError", source="return data[16]")) is None  # not on purpose
 
 
 def test_a_statement_that_raised_in_the_code_becomes_expected_to_raise():
@@ -99,3 +100,23 @@ def test_an_exception_is_not_expected_when_unnameable_or_not_from_the_code():
     assert expecting_failure(unit("test_three"), MODULE, raised(9), lambda name: True) is None  # inside a `with`
     bad_call = raised(10, exc="TypeError").replace("TypeError: bad", "TypeError: f.<locals>.<lambda>() missing 1 required positional argument: 'x'")
     assert expecting_failure(unit("test_three"), MODULE, bad_call, lambda name: True) is None
+
+
+def test_the_engine_keeps_a_test_expecting_a_deliberate_raise():
+    from fleet.jobs import Job, Options
+    from fleet.llm.base import Sampling
+    from fleet.llm.scripted import ScriptedBackend
+    from fleet.sandbox import Limits
+    from fleet.trm.loop import Engine, EngineSettings
+
+    source = "def area(w, h):\n    if w < 0:\n        raise ValueError('negative')\n    return w * h\n"
+    reply = "area\n\ndef test_area():\n    assert area(2, 3) == 6\n\ndef test_negative():\n    assert area(-1, 2) == -2\n"
+    job = Job(module="geo", target_path="geo.py", files={"geo.py": source}, options=Options(max_iterations=1))
+    settings = EngineSettings(reruns=2, mutation_max_mutants=0, prompts_per_iteration=1, ablate=("oracle",))
+    report = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(), settings=settings).run(job)
+    assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_area": "model", "test_negative": "raises"}
+    assert "with pytest.raises(ValueError):\n        area(-1, 2) == -2" in report["test_module"]
+    assert "1 expecting the exception raised" in " ".join(report["trace"])
+    settings = EngineSettings(reruns=2, mutation_max_mutants=0, prompts_per_iteration=1, ablate=("oracle", "raises"))
+    ablated = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(), settings=settings).run(job)
+    assert [t["name"] for t in ablated["tests"]] == ["test_area"]

@@ -10,14 +10,14 @@ passed by chance, or depends on a later statement, is rejected there. The failin
 from pytest's report (``tests/test_generated.py:<line>:``, the test file's frame) and is mapped
 onto the module that ran. Test functions and one-method test classes are cut; nothing else.
 
-**Expecting the exception.** When statement k raised inside the code under test (pytest's last
-``<file>:<line>: <Type>`` lies in the run's source directory) an exception the test can name (a
-builtin, or a name of the target or its package), the test becomes statements 0 … k−1 and
-``with pytest.raises(<Type>): <statement k>`` (an ``assert e`` becomes ``e``). Like the oracle's
-observed values, it pins the current behaviour: the input the model chose makes the code raise.
-The report marks it ``raises``. A failure raised in the test's own code (a wrong call, an
-unpacking error) is not expected this way, nor a call that does not fit its callable's signature
-(a callback from the test called with other arguments): that is a mistake of the test.
+**Expecting the exception.** When statement k made the code under test execute a ``raise`` of
+an exception the test can name (a builtin, or a name of the target or its package), the test
+becomes statements 0 … k−1 and ``with pytest.raises(<Type>): <statement k>`` (an ``assert e``
+becomes ``e``): the code deliberately rejects the input the model chose, and the test pins that
+down. The report marks it ``raises``. An exception the code did not raise on purpose (a
+``TypeError`` or ``IndexError`` from input of the wrong shape) is a mistake of the test and stays
+a failure, so its error is fed back; so is a failure raised in the test's own code, and a call
+that does not fit its callable's signature.
 """
 
 from __future__ import annotations
@@ -57,12 +57,14 @@ def _test_function(module: ast.Module, name: str) -> tuple[ast.stmt, ast.Functio
 
 
 def raised_in_target(message: str) -> str | None:
-    """The exception's class name when pytest's last ``<file>:<line>: <Type>`` lies in the code
-    under test, else None."""
+    """The exception's class name when the code under test raised it with a ``raise`` statement
+    (pytest's last ``<file>:<line>: <Type>`` lies in the code under test and its last ``>`` line,
+    the failing source line, is a ``raise``), else None."""
     found = _RAISED_AT.findall(message)
     if not found or not found[-1][0].startswith(SOURCE_DIR + "/"):
         return None
-    return found[-1][1]
+    marked = [ln[1:].strip() for ln in message.splitlines() if ln.startswith(">")]
+    return found[-1][1] if marked and marked[-1].startswith("raise") else None
 
 
 def _failed_at(unit: Unit, module: str, message: str) -> tuple[ast.stmt, ast.FunctionDef | ast.AsyncFunctionDef, int] | None:
