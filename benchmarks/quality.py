@@ -8,6 +8,10 @@ branch coverage) and its mutation score. Prints a table and writes JSON.
 
     python benchmarks/quality.py [LIST] [--model GGUF] [--budget 600] [--iterations N] [--ablate PART]
                                  [--only NAME] [--mutants N]
+
+One run is one draw: a different feedback text changes every later reply, so a module's figure
+moves by tens of points between runs. Compare engine versions over several sampling seeds
+(``FLEET_MODEL_SEED=<n>``; the seed is written to the JSON).
 """
 
 from __future__ import annotations
@@ -167,7 +171,7 @@ def main() -> None:
     out = args.out or ROOT / "benchmarks" / "results" / f"quality{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"list": str(args.list), "ablate": args.ablate, "budget_s": args.budget,
-                               "iterations": args.iterations,
+                               "iterations": args.iterations, "seed": settings["model"]["seed"],
                                "rows": rows}, indent=1, default=str))
     print(f"wrote {out}")
 
