@@ -9,7 +9,7 @@ comprehension ifs, ternaries, match cases, assert).
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 _DECISIONS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.IfExp, ast.Assert, ast.match_case)
 
@@ -73,19 +73,6 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef, owner: str | None) 
     return f"{prefix} {qual}({args}){returns}"
 
 
-def _function_segments(node: ast.AST, owner: str | None) -> list[Segment]:
-    out = []
-    for child in getattr(node, "body", []):
-        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            start = _start(child)
-            name = f"{owner}.{child.name}" if owner else child.name
-            out.append(
-                Segment(name, start, child.end_lineno or child.lineno, _signature(child, owner),
-                        complexity(child), owner is not None)
-            )
-    return out
-
-
 def _is_private(qualname: str) -> bool:
     """A name a test should not call directly: some part starts with ``_`` and is no dunder."""
     return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in qualname.split("."))
@@ -123,16 +110,16 @@ def _dispatcher(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     return out
 
 
-def entry_points(tree: ast.Module, qualname: str, fn: ast.FunctionDef | ast.AsyncFunctionDef,
+def entry_points(references: list[tuple[str, set[str]]], qualname: str, fn: ast.FunctionDef | ast.AsyncFunctionDef,
                  limit: int = 3) -> tuple[str, ...]:
     """Public functions or methods that reach private ``qualname``: those whose body names it (or
-    what it is registered with), following private callers up to three levels. At most ``limit``."""
-    functions = _functions(tree)
+    what it is registered with), following private callers up to three levels. At most ``limit``.
+    ``references``: each function's qualified name and :func:`_references`."""
     wanted = {qualname.rsplit(".", 1)[-1], *_dispatcher(fn)} - {"_"}
     found: set[str] = set()
     seen = {qualname}
     for _ in range(3):
-        callers = [q for q, f in functions if q not in seen and wanted & _references(f)]
+        callers = [q for q, refs in references if q not in seen and wanted & refs]
         seen.update(callers)
         found.update(q for q in callers if not _is_private(q))
         wanted = {q.rsplit(".", 1)[-1] for q in callers if _is_private(q)} - {"_"}
@@ -221,13 +208,15 @@ def defined_names(source: str) -> set[str]:
 def analyse(source: str, module: str) -> Analysis:
     """Segments, names and size facts of ``source`` (already syntax-checked)."""
     tree = ast.parse(source)
-    segments = _function_segments(tree, None)
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
-    for cls in classes:
-        segments.extend(_function_segments(cls, cls.name))
-    nodes = {(q, _start(fn)): fn for q, fn in _functions(tree)}
-    segments = [replace(seg, entry=entry_points(tree, seg.name, nodes[seg.name, seg.start]))
-                if _is_private(seg.name) and (seg.name, seg.start) in nodes else seg for seg in segments]
+    functions = _functions(tree)
+    references = [(q, _references(fn)) for q, fn in functions]
+    segments = []
+    for qualname, fn in functions:
+        owner = qualname.rpartition(".")[0] or None
+        entry = entry_points(references, qualname, fn) if _is_private(qualname) else ()
+        segments.append(Segment(qualname, _start(fn), fn.end_lineno or fn.lineno, _signature(fn, owner),
+                                complexity(fn), owner is not None, entry))
     names = _defined_names(tree)
     public = tuple(sorted(n for n in names if not n.startswith("_")))
     return Analysis(

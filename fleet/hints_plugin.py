@@ -46,8 +46,9 @@ MAX_HINT = 240
 MAX_LISTED = 12
 MAX_VALUES, MAX_VALUE = 4, 40
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-_CALL = re.compile(r"^([A-Za-z_][\w.]*)\(\) (?:got an unexpected keyword|got multiple values|missing \d+ required"
-                   r"|takes \d+ positional|takes from \d+ to \d+ positional|takes no arguments)")
+BINDING_FAILURE = (r"(?:got an unexpected keyword|got multiple values|missing \d+ required"
+                   r"|takes \d+ positional|takes from \d+ to \d+ positional|takes no arguments)")  # after "f() "
+_CALL = re.compile(r"^([A-Za-z_][\w.]*)\(\) " + BINDING_FAILURE)
 _NAME = re.compile(r"name '(\w+)' is not defined")
 
 

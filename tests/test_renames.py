@@ -38,6 +38,6 @@ def test_a_name_the_target_uses_is_not_applied_to_later_replies():
 
 def test_mend_marks_the_corrected_unit():
     unit = Unit("test_b", "def test_b():\n    assert date.from_iso_string('2020-01-01')", asserts=1)
-    fixed = Renames.mend(unit, DETAIL)
+    fixed = Renames.mend(unit, *misspelling(DETAIL))
     assert fixed is not None and fixed.origin == "renamed" and "fromisoformat" in fixed.source
-    assert Renames.mend(unit, "AssertionError: assert 1 == 2") is None
+    assert Renames.mend(unit, "to_iso", "isoformat") is None

@@ -283,13 +283,12 @@ class _Run:
         """The failed units whose error names a misspelt attribute, corrected in the unit or in the
         support it uses; the corrections are learned for later replies."""
         self.renames.learn(list(details.values()))
-        mapping = dict(m for m in map(misspelling, details.values()) if m)
+        found = {name: pair for name, pair in ((n, misspelling(d)) for n, d in details.items()) if pair}
+        mapping = dict(found.values())
         touched = self.suite.rewrite_support(lambda source: rewrite(source, mapping)) if mapping else set()
         out = []
-        for unit in failed:
-            if misspelling(details[unit.name]) is None:
-                continue
-            fixed = Renames.mend(unit, details[unit.name])
+        for unit in (u for u in failed if u.name in found):
+            fixed = Renames.mend(unit, *found[unit.name])
             if fixed is None and self.suite.needs_any(unit, touched):
                 fixed = replace(unit, origin="renamed")
             if fixed is not None:

@@ -9,9 +9,10 @@ to ``$HOME/observed.jsonl``. A site is repaired when every observation of it gav
 at most ``MAX_REPR`` characters. A repr that is a Python literal replaces the constant side (the
 ``raises`` block becomes ``assert <expr> == <literal>``, and statements that read its ``as e``
 are dropped); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as text,
-``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is repaired only if all its sites were and its probe passed; the
-repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin down the
-current behaviour (regression oracles), and the report marks them ``oracle: observed``.
+``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is
+repaired only if all its sites were and its probe passed; the repaired test is then judged like
+any other (5 reruns, coverage gain). Such tests pin down the current behaviour (regression
+oracles), and the report marks them ``oracle: observed``.
 """
 
 from __future__ import annotations
@@ -153,8 +154,10 @@ class _Sites(ast.NodeTransformer):
 
 def _without_uses(tree: ast.Module, names: set[str]) -> ast.Module:
     """Drop the statements of each function in ``tree`` that read any of ``names``."""
+    if not names:
+        return tree
     for fn in ast.walk(tree):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and names:
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             fn.body = [stmt for stmt in fn.body
                        if not any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(stmt))] or [ast.Pass()]
     return tree

@@ -1,8 +1,8 @@
 """Model reply → test units, tolerantly.
 
 Steps, each deterministic: take the code out of fences; strip line-number prefixes copied from a
-prompt; add the parentheses of a ``def test_x:``; parse, or salvage the top-level chunks that parse on their own (a reply cut at max_tokens
-loses only its last, unfinished function); split into imports, test units (``def test_*``,
+prompt; add the parentheses of a ``def test_x:``; parse, or salvage the top-level chunks that
+parse on their own (a reply cut at max_tokens loses only its last, unfinished function); split into imports, test units (``def test_*``,
 ``class Test*``, and each method of a test class with several: :func:`split_test_class`) and
 support code (fixtures, helpers, constants); drop copies of the target's own definitions (small
 models paste the code under test); drop tests without an assertion. Import

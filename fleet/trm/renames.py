@@ -84,8 +84,8 @@ class Renames:
         return changed
 
     @staticmethod
-    def mend(unit: Unit, detail: str) -> Unit | None:
-        """The failed ``unit`` with the misspelling its ``detail`` names corrected, or None."""
-        found = misspelling(detail)
-        fixed = rewrite(unit.source, dict([found])) if found else None
+    def mend(unit: Unit, wrong: str, right: str) -> Unit | None:
+        """The failed ``unit`` with ``.wrong`` corrected to ``.right`` (see :func:`misspelling`), or
+        None when it has no ``.wrong``."""
+        fixed = rewrite(unit.source, {wrong: right})
         return replace(unit, source=fixed, origin="renamed") if fixed is not None else None

@@ -26,6 +26,7 @@ import ast
 import re
 from typing import Callable
 
+from fleet.hints_plugin import BINDING_FAILURE
 from fleet.sandbox import SOURCE_DIR, TEST_FILE
 from fleet.trm.parse import Unit, count_asserts
 
@@ -34,8 +35,7 @@ _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _RAISED_AT = re.compile(r"^(\S+):\d+: (\w+)\s*$", re.M)
 _WRAPPABLE = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Assert)
 _NEVER_EXPECTED = {"RecursionError", "MemoryError", "SystemExit", "KeyboardInterrupt", "AssertionError"}
-_BAD_CALL = re.compile(r"TypeError: \S+\(\) (?:got an unexpected keyword|got multiple values|missing \d+ required"
-                       r"|takes \d+ positional|takes from \d+ to \d+ positional|takes no arguments)")
+_BAD_CALL = re.compile(r"TypeError: \S+\(\) " + BINDING_FAILURE)
 
 
 def failing_line(message: str) -> int | None:
