@@ -1,7 +1,8 @@
 """The refinement loop (fleet.trm.loop.Engine) with a scripted backend and the real sandbox.
 
-The engine prefills every reply with "```python\\nimport pytest\\nfrom calc import " and parses
-prefill + reply, so each scripted reply starts with the imported names.
+The engine prefills every reply with the fence, ``import pytest`` and a complete import of the
+focus's names (``from calc import add, sign``) and parses prefill + reply, so a scripted reply
+starts with test code.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ def sign(x):
         return -1
     return 0
 """
-HEAD = "add, sign\n\n"
 T_ADD = "def test_add():\n    assert add(1, 2) == 3\n    assert add(-1, 1) == 0\n"
 T_POS = "def test_sign_positive():\n    assert sign(5) == 1\n"
 T_NEG = "def test_sign_negative():\n    assert sign(-5) == -1\n"
@@ -43,7 +43,7 @@ T_WRONG = "def test_sign_wrong():\n    assert sign(5) == 7\n"
 
 
 def reply(*tests: str) -> str:
-    return HEAD + "\n\n".join(tests)
+    return "\n\n".join(tests)
 
 
 def job() -> Job:
@@ -125,6 +125,12 @@ def test_good_reply_report(good):
     assert report["tokens"]["in"] > 0 and report["tokens"]["out"] > 0
     assert report["model"]["id"] == "scripted"
     assert report["job_id"] == job().job_id
+
+
+def test_replies_are_prefilled_with_the_import_of_their_focus():
+    _, backend = run_engine([reply(T_ADD, T_POS), reply(T_NEG)], max_iterations=2, patience=5)
+    assert backend.prefills[0] == "```python\nimport pytest\nfrom calc import add, sign\n\n"  # whole module first
+    assert backend.prefills[1] == "```python\nimport pytest\nfrom calc import sign\n\n"  # then sign's gaps
 
 
 def test_good_reply_prompt_shows_the_target(good):
@@ -339,8 +345,7 @@ def test_candidate_crashing_a_rerun_does_not_drop_earlier_kept_tests(tmp_marker)
 
 def test_coverage_through_a_fixture_counts_for_its_test():
     fixture_reply = (
-        HEAD
-        + "@pytest.fixture\ndef negative():\n    return sign(-5)\n\n\n"
+        "@pytest.fixture\ndef negative():\n    return sign(-5)\n\n\n"
         + "def test_negative(negative):\n    assert negative == -1\n"
     )
     report, _ = run_engine([fixture_reply], max_iterations=1)

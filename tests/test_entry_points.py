@@ -75,3 +75,20 @@ def test_the_task_line_names_the_entry():
     focus = prompts.Focus(tuple(s for s in analysis.segments if s.name == "_helper"))
     text = prompts.build("conv", SOURCE, analysis, focus, max_source_chars=10000)[-1].content
     assert "- `def _helper(args)` (private: call it through `Lazy.get`)" in text
+
+
+def focus_on(analysis, *names: str) -> prompts.Focus:
+    return prompts.Focus(tuple(s for s in analysis.segments if s.name in names))
+
+
+def test_the_reply_imports_the_entries_of_private_segments_and_the_owners_of_methods():
+    analysis = analyse(SOURCE, "conv")
+    assert prompts.import_names(analysis, focus_on(analysis, "_", "_helper")) == ["convert", "Lazy"]
+    assert prompts.import_names(analysis, focus_on(analysis, "Lazy.get")) == ["Lazy"]
+    assert prompts.import_names(analysis, focus_on(analysis, "_unused")) == ["_unused"]  # no public way in
+    assert prompts.import_names(analysis, prompts.Focus()) == ["Lazy", "convert"]  # the public API
+
+
+def test_the_prefill_is_a_complete_import_line():
+    assert prompts.prefill("conv", ["convert", "Lazy"]) == "```python\nimport pytest\nfrom conv import convert, Lazy\n\n"
+    assert prompts.prefill("conv", []) == "```python\nimport pytest\nimport conv\n\n"

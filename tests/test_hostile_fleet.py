@@ -74,8 +74,8 @@ SANDBOX_ENV = {
 
 
 def reply(*tests: str) -> str:
-    """A scripted reply: it completes the engine's prefill ``from signs import `` and adds tests."""
-    return "sign\nimport os\n\n\n" + "\n\n".join(tests)
+    """A scripted reply: it follows the engine's prefilled imports with one of its own and tests."""
+    return "import os\n\n\n" + "\n\n".join(tests)
 
 
 def drop_available() -> bool:

@@ -169,6 +169,14 @@ def test_a_def_without_parentheses_gets_them_outside_strings():
     assert "def inside:" in parsed.units[0].source  # text inside a string is left alone
 
 
+def test_spaces_inside_a_def_name_become_underscores_outside_strings():
+    reply = ('parse\n\ndef test_a with_b():\n    text = """\ndef keep this(x):\n"""\n    assert parse(text)\n\n'
+             "async def  test_c  d e (x):\n    assert x\n")
+    parsed = parse_reply(reply, frozenset({"parse"}))
+    assert [u.name for u in parsed.units] == ["test_a_with_b", "test_c_d_e"] and parsed.rejected == []
+    assert "def keep this(x):" in parsed.units[0].source
+
+
 def test_salvage_whole_module_parses():
     body, rejected = salvage("a = 1\n\ndef test_a():\n    assert a\n")
     assert rejected == []

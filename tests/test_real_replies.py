@@ -1,6 +1,7 @@
 """Parsing real replies of the default model (Qwen2.5-Coder-1.5B) that once lost their tests.
 
-Each fixture is the text the model produced after the prefilled ``from <module> import ``."""
+Each fixture is ``import pytest`` and the text the model produced after the prefilled
+``from <module> import `` (the prefill of that time; it is now a complete import line)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,10 @@ def test_a_reply_cut_at_max_tokens_keeps_its_complete_tests():
     last = parsed.units[-1]  # the unfinished statement at the cut is trimmed, the rest of the test kept
     assert last.source.rstrip().endswith("assert docstring.meta[0].description == 'Description of arg1.'")
     assert "meta[1]" not in last.source
+
+
+def test_spaces_in_a_test_name_are_joined_and_a_cut_last_test_is_the_only_loss():
+    parsed = parse("monetary_spaces_in_test_names.txt")
+    assert [u.name for u in parsed.units] == [
+        "test_gt", "test_gte", "test_lt", "test_gte_with_Undefined_money", "test_lt_with_Undefined_money"]
+    assert [(r.name, r.reason) for r in parsed.rejected] == [("test_gt_with_Undefined_money", "syntax")]

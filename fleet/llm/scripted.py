@@ -10,7 +10,8 @@ from fleet.llm.base import Completion, Message, Sampling
 
 
 class ScriptedBackend:
-    """Returns ``replies[i % len(replies)]`` for the i-th call and records every prompt it saw."""
+    """Returns ``replies[i % len(replies)]`` for the i-th call and records every prompt and prefill
+    it saw."""
 
     def __init__(self, replies: list[str], *, model_id: str = "scripted", delay: float = 0.0) -> None:
         if not replies:
@@ -20,6 +21,7 @@ class ScriptedBackend:
         self.sha256 = "0" * 64
         self.delay = delay
         self.prompts: list[list[Message]] = []
+        self.prefills: list[str] = []
 
     @classmethod
     def from_file(cls, path: Path, *, delay: float = 0.0) -> "ScriptedBackend":
@@ -36,5 +38,6 @@ class ScriptedBackend:
             time.sleep(self.delay)
         text = self.replies[len(self.prompts) % len(self.replies)]
         self.prompts.append(list(messages))
+        self.prefills.append(prefill)
         prompt_chars = sum(len(m.content) for m in messages)
         return Completion(text, prompt_chars // 4, len(text) // 4, self.delay, 0.0)

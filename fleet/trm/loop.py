@@ -189,7 +189,7 @@ class _Run:
                                  edge_cases=self.strategy.prompt == "edge-cases")
         sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + attempt,
                            temperature=self.strategy.temperature)
-        prefill = prompts.prefill(self.job.module)
+        prefill = prompts.prefill(self.job.module, prompts.import_names(self.analysis, focus))
         completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)
         self.tokens_in += completion.prompt_tokens
         self.tokens_out += completion.completion_tokens

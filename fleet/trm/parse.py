@@ -24,6 +24,7 @@ _CONTINUATION = ("else", "elif", "except", "finally", ")", "]", "}", "case")
 _EMPTY_IMPORT = re.compile(r"^\s*from\s+[\w.]+\s+import\s*(?:#.*)?$")
 _TRIPLE = re.compile(r'"""|\'\'\'')
 _BARE_DEF = re.compile(r"^(\s*(?:async\s+)?def\s+\w+)\s*:(\s*(?:#.*)?)$")
+_SPACED_DEF = re.compile(r"^(\s*(?:async\s+)?def\s+)(\w+(?:[ \t]+\w+)+)(\s*\()")
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,17 @@ def drop_empty_imports(code: str) -> str:
     return "\n".join(ln for ln in code.splitlines() if not _EMPTY_IMPORT.match(ln))
 
 
-def add_missing_parentheses(code: str) -> str:
-    """``def test_x:`` (a slip small models make) → ``def test_x():``, outside string literals."""
+def repair_def_lines(code: str) -> str:
+    """Slips small models make in a ``def`` line, mended outside string literals:
+    ``def test_x:`` → ``def test_x():`` and ``def test_x with_y():`` → ``def test_x_with_y():``."""
     lines = code.splitlines()
     inside = _inside_strings(lines)
-    return "\n".join(ln if inside[i] else _BARE_DEF.sub(r"\1():\2", ln) for i, ln in enumerate(lines))
+    return "\n".join(ln if inside[i] else _repair_def(ln) for i, ln in enumerate(lines))
+
+
+def _repair_def(line: str) -> str:
+    line = _BARE_DEF.sub(r"\1():\2", line)
+    return _SPACED_DEF.sub(lambda m: m.group(1) + "_".join(m.group(2).split()) + m.group(3), line)
 
 
 def _inside_strings(lines: list[str]) -> list[bool]:
@@ -248,7 +255,7 @@ def _unsafe(node: ast.stmt, imported: dict[str, str], parsed: Parsed) -> bool:
 
 def parse_reply(text: str, target_names: frozenset[str]) -> Parsed:
     """Split a model reply into imports, support code and test units (see module docstring)."""
-    body, rejected = salvage(add_missing_parentheses(drop_empty_imports(extract_code(text))))
+    body, rejected = salvage(repair_def_lines(drop_empty_imports(extract_code(text))))
     parsed = Parsed(rejected=rejected)
     tests: list[ast.stmt] = []
     imported = aliases(body)

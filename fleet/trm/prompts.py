@@ -8,11 +8,12 @@ Layout of every prompt of a job (identical up to the "Task" line, so llama.cpp r
     exemplar test when one is given, kept tests of this job that use the focus (correct calls
     to copy), the task for one segment, the
     segment's uncovered lines, and the errors of the previous attempt. The reply is prefilled
-    with a code fence and the target's import.
+    with a code fence and a complete import of the focus's names (:func:`import_names`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleet.analysis import Analysis, Segment
@@ -45,9 +46,25 @@ def source_block(source: str, limit: int) -> str:
     return cut + "\n# ... (rest of the module omitted)"
 
 
-def prefill(module: str) -> str:
-    """The forced start of the reply: a fence and the real import of the target."""
-    return f"```python\nimport pytest\nfrom {module} import "
+def prefill(module: str, names: Sequence[str]) -> str:
+    """The forced start of the reply: a fence, pytest and a complete import of ``names`` from the
+    target, so the reply begins with test code (it may still import more). An open
+    ``from m import `` made small models finish the line with a comment (often the prompt's own
+    import rule) and sometimes go on to copy the target's source."""
+    line = f"from {module} import {', '.join(names)}\n" if names else f"import {module}\n"
+    return f"```python\nimport pytest\n{line}\n"
+
+
+def import_names(analysis: Analysis, focus: Focus, limit: int = 12) -> list[str]:
+    """The target's top-level names a reply for ``focus`` needs: each segment's owner (its class,
+    or the function itself), or the public entries of a private one; the public API (at most
+    ``limit``) when the focus is the whole module. Only names the module binds."""
+    wanted: list[str] = []
+    for seg in focus.segments:
+        wanted += [name.split(".")[0] for name in seg.entry or (seg.name,)]
+    if not wanted:
+        wanted = list(analysis.public)
+    return [n for n in dict.fromkeys(wanted) if n in analysis.names][:limit]
 
 
 def _through(seg: Segment) -> str:
