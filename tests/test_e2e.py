@@ -91,7 +91,8 @@ def test_real_model_refines_over_two_iterations_and_reuses_the_kv_prefix():
               files={"shapes/__init__.py": "", "shapes/intervals.py": source}, options=Options(max_iterations=2))
     engine = Engine(backend, sampling=Sampling.from_settings(settings),
                     settings=EngineSettings(convergence_threshold=1.01, mutation_max_mutants=0,
-                                            prompts_per_iteration=1), limits=Limits())
+                                            prompts_per_iteration=1, max_prompts_per_iteration=1),
+                    limits=Limits())
     report = engine.run(job)
     first, second = report["iterations"]
     assert report["stop_reason"] in ("max-iterations", "fully-covered")  # both end after iteration 2

@@ -52,9 +52,10 @@ def job() -> Job:
 
 def engine_settings(**overrides) -> EngineSettings:
     """EngineSettings for these tests: few reruns, one prompt per iteration (one scripted reply =
-    one iteration), and no mutation scoring (it multiplies the sandbox runs)."""
+    one iteration, even without a gain), and no mutation scoring (it multiplies the sandbox runs)."""
     overrides.setdefault("reruns", 2)
     overrides.setdefault("prompts_per_iteration", 1)
+    overrides.setdefault("max_prompts_per_iteration", 1)
     overrides.setdefault("ablate", ("oracle",))  # these tests are about rejection and feedback; see test_oracle.py
     overrides.setdefault("mutation_max_mutants", 0)
     return EngineSettings(**overrides)
@@ -375,6 +376,21 @@ def test_an_iteration_makes_several_attempts_until_nothing_is_left_to_cover():
     assert report["stop_reason"] in ("converged", "fully-covered")
     assert set(kept(report)) == {"test_add", "test_sign_positive", "test_sign_negative", "test_sign_zero"}
     assert len(backend.prompts) == 3
+
+
+def test_a_stalled_iteration_tries_further_foci_up_to_its_maximum():
+    replies = [reply(T_ADD), reply(T_WRONG), reply(T_WRONG), reply(T_POS), reply(T_NEG)]
+    report, backend = run_engine(replies, max_prompts_per_iteration=3, max_iterations=2, patience=5)
+    first, second = report["iterations"]
+    assert [a["kept"] for a in first["attempts"]] == [1]  # a gain: no further attempt
+    assert [a["kept"] for a in second["attempts"]] == [0, 0, 1]  # two without gain, then the third
+    assert second["improvement"] > 0 and len(backend.prompts) == 4
+
+
+def test_without_a_gain_an_iteration_stops_at_its_maximum():
+    report, backend = run_engine([reply(T_ADD), reply(T_WRONG)], max_prompts_per_iteration=2, max_iterations=3)
+    assert [len(h["attempts"]) for h in report["iterations"]] == [1, 2, 2]
+    assert report["stop_reason"] == "plateau" and len(backend.prompts) == 5
 
 
 def test_an_api_hint_is_kept_as_a_fact_for_later_prompts():

@@ -1,6 +1,7 @@
 """The refinement loop (TRM): generate → run → measure → feed back → regenerate.
 
-Each iteration makes up to ``prompts_per_iteration`` attempts; each attempt asks the model for
+Each iteration makes ``prompts_per_iteration`` attempts, and up to ``max_prompts_per_iteration``
+while none of them has yet raised quality by ``quality_threshold``; each attempt asks the model for
 tests of one focus (the whole public API first for small modules, then up to three segments
 with the most uncovered lines and branches, segments that yielded nothing being tried later)
 and judges the reply test by test (:mod:`fleet.trm.judge`). The iteration then scores the kept
@@ -60,6 +61,7 @@ class EngineSettings:
     quality_threshold: float = 0.01
     patience: int = 2
     prompts_per_iteration: int = 2
+    max_prompts_per_iteration: int = 4
     max_tokens: int = 120000
     time_budget: float = 1200.0
     reruns: int = 5
@@ -108,7 +110,7 @@ class Engine:
         makes a single generation pass: one iteration of one prompt."""
         settings = self.settings.for_job(job)
         if not refine:
-            settings = replace(settings, max_iterations=1, prompts_per_iteration=1)
+            settings = replace(settings, max_iterations=1, prompts_per_iteration=1, max_prompts_per_iteration=1)
         with Sandbox(job.files, job.target_path, self.limits) as sandbox:
             return _Run(self, job, sandbox, progress or (lambda _: None), examples or [], strategy, settings).execute()
 
@@ -231,13 +233,13 @@ class _Run:
                 "sandbox_runs": verdict.runs, "reply": code}
 
     def _iterate(self, iteration: int) -> dict[str, Any]:
-        """One refinement round: up to ``prompts_per_iteration`` attempts on different foci (fewer
-        when the module is fully covered or a budget runs out), then the suite is scored once."""
+        """One refinement round: attempts on different foci while :meth:`_another` allows, then the
+        suite is scored once."""
         started, before = time.monotonic(), self.quality
         steps = [self._attempt(iteration)]
-        while len(steps) < self.cfg.prompts_per_iteration and not self._spent() and self._gaps():
+        while self._another(len(steps), before):
             steps.append(self._attempt(iteration))
-        self.quality = max(self.quality, quality(self.measure, [u.asserts for u in self.suite.units]))
+        self.quality = max(self.quality, self._score())
         self.trace.append(f"iteration {iteration}: quality {before:.3f} → {self.quality:.3f}")
         total = {key: sum(s[key] for s in steps) for key in
                  ("kept", "rejected", "tokens_in", "tokens_out", "prompt_seconds", "cached_tokens", "sandbox_runs")}
@@ -249,6 +251,23 @@ class _Run:
             "attempts": [{k: v for k, v in s.items() if k != "reply"} for s in steps],
             "reply": "\n\n".join(s["reply"] for s in steps),
         }
+
+    def _score(self) -> float:
+        return quality(self.measure, [u.asserts for u in self.suite.units])
+
+    def _another(self, made: int, before: float) -> bool:
+        """Whether an iteration that made ``made`` attempts makes one more: never once a budget is
+        spent or nothing is left uncovered; always below ``prompts_per_iteration``; below
+        ``max_prompts_per_iteration`` while quality has not yet risen by ``quality_threshold`` over
+        ``before`` (its value when the iteration began). So an iteration tries other foci before it
+        counts towards the plateau stop."""
+        cfg = self.cfg
+        if self._spent() or not self._gaps():
+            return False
+        if made < cfg.prompts_per_iteration:
+            return True
+        stalled = self._score() - before < cfg.quality_threshold
+        return stalled and made < cfg.max_prompts_per_iteration
 
     def _second_chance(self, candidates: list[Unit], verdict: Verdict) -> Counter[str]:
         """Judge once more, in one batch, the failed tests that can be mended: with a misspelt
