@@ -62,6 +62,13 @@ def test_a_site_observed_with_different_values_is_not_repaired(sandbox):
     assert repair(sandbox, Suite(), ctx(), [looped]) == []
 
 
+def test_sites_observed_before_the_probe_failed_are_repaired(sandbox):
+    source = "def test_p():\n    assert area(2, 3) == 5\n    assert area(-1, 2) == 3\n    assert area(1, 1) == 2"
+    fixed = repair(sandbox, Suite(), ctx(), [unit(source)])
+    assert [u.source for u in fixed] == [  # the probe raised at the second site: the third is never reached
+        "def test_p():\n    assert area(2, 3) == 6\n    assert area(-1, 2) == 3\n    assert area(1, 1) == 2"]
+
+
 def test_units_without_repairable_sites_need_no_probe():
     assert make_probe(unit("def test_x():\n    assert area(1, 1) > 0")).probe is None
 
@@ -88,6 +95,26 @@ def test_engine_keeps_the_repaired_test_and_marks_it():
     assert "assert area(2, 3) == 6" in report["test_module"]
     assert report["coverage_after"]["line"] == 1.0
     assert all(r["name"] != "test_area" for r in report["rejected"])
+
+
+@pytest.mark.parametrize("ablate, ending", [
+    ((), "\n    with pytest.raises(ValueError):\n        area(-1, 2) == 3\n"),
+    (("raises",), "\n"),  # cut before the failing statement instead
+])
+def test_a_repaired_test_that_still_fails_is_mended_once_more(ablate, ending):
+    from fleet.jobs import Job, Options
+    from fleet.llm.base import Sampling
+    from fleet.llm.scripted import ScriptedBackend
+    from fleet.trm.loop import Engine, EngineSettings
+
+    reply = "def test_two():\n    assert area(2, 3) == 5\n    assert area(-1, 2) == 3\n"
+    job = Job(module="geo", target_path="geo.py", files={"geo.py": SRC}, options=Options(max_iterations=1))
+    engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
+                    settings=EngineSettings(reruns=2, mutation_max_mutants=0, max_prompts_per_iteration=1, ablate=ablate))
+    report = engine.run(job)
+    assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_two": "observed"}
+    assert report["test_module"].endswith("def test_two():\n    assert area(2, 3) == 6" + ending)
+    assert all(r["name"] != "test_two" for r in report["rejected"])
 
 
 def test_an_expected_value_held_in_a_variable_is_replaced_in_the_assert(sandbox):

@@ -273,7 +273,8 @@ class _Run:
         """Judge once more, in one batch, the failed tests that can be mended: with a misspelt
         attribute corrected (:mod:`fleet.trm.renames`), else with observed expected values
         (:mod:`fleet.trm.oracle`), else expecting the exception the code raised, else cut before
-        the failing statement (both :mod:`fleet.trm.truncate`).
+        the failing statement (both :mod:`fleet.trm.truncate`). A test with observed values that
+        still fails further on is judged a third time, mended the same way (:meth:`_mends_of`).
         Merges into ``verdict``; returns how many were kept, by origin."""
         ablate = self.cfg.ablate
         details = {r.name: r.detail for r in verdict.rejected if r.reason in MENDABLE_REASONS}
@@ -289,14 +290,33 @@ class _Run:
         batch = renamed + fixed + expecting + cuts
         if not batch:
             return Counter()
-        second = self.judge.judge(self.suite, batch)
-        verdict.accepted += second.accepted
-        verdict.rejected += [r for r in second.rejected if r.reason != "no-new-coverage"]
-        verdict.runs += second.runs + (1 if fixed else 0)
-        verdict.measure = second.measure or verdict.measure
-        kept = {u.name for u in second.accepted}
+        verdict.runs += 1 if fixed else 0
+        second = self._rejudge(batch, verdict)
+        observed = {u.name for u in fixed}
+        again = self._mends_of(second, observed)
+        third = self._rejudge(again, verdict) if again else Verdict()
+        return Counter(u.origin for u in second.accepted + third.accepted)
+
+    def _mends_of(self, verdict: Verdict, names: set[str]) -> list[Unit]:
+        """The failed units of ``names`` expecting the exception they raised, else cut before their
+        failure (unless ablated), still marked as observed."""
+        ablate = self.cfg.ablate
+        expecting = [] if "raises" in ablate else [u for u in verdict.expecting if u.name in names]
+        taken = {u.name for u in expecting}
+        cuts = [] if "cut" in ablate else [u for u in verdict.cut if u.name in names - taken]
+        return [replace(u, origin="observed") for u in expecting + cuts]
+
+    def _rejudge(self, units: list[Unit], verdict: Verdict) -> Verdict:
+        """Judge mended ``units`` and merge the outcome into ``verdict``: kept ones leave its
+        rejections, failures join them (a mend that adds no coverage is not reported again)."""
+        again = self.judge.judge(self.suite, units)
+        verdict.accepted += again.accepted
+        verdict.rejected += [r for r in again.rejected if r.reason != "no-new-coverage"]
+        verdict.runs += again.runs
+        verdict.measure = again.measure or verdict.measure
+        kept = {u.name for u in again.accepted}
         verdict.rejected = [r for r in verdict.rejected if r.name not in kept]
-        return Counter(u.origin for u in second.accepted)
+        return again
 
     def _renamed(self, failed: list[Unit], details: dict[str, str]) -> list[Unit]:
         """The failed units whose error names a misspelt attribute, corrected in the unit or in the

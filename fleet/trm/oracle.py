@@ -10,8 +10,10 @@ at most ``MAX_REPR`` characters. A repr that is a Python literal replaces the co
 ``raises`` block becomes ``assert <expr> == <literal>``, and statements that read its ``as e``
 are dropped); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as text,
 ``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is
-repaired only if all its sites were and its probe passed; the repaired test is then judged like
-any other (5 reruns, coverage gain). Such tests pin down the current behaviour (regression
+repaired when all its sites were and its probe passed, or when its probe failed after at least
+one site was observed (``assert len(r) == 1`` observed as 0, then ``r[0]`` raised): the observed
+sites are repaired, the others left, and the loop may cut the test before the statement that
+still fails. The repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin down the current behaviour (regression
 oracles), and the report marks them ``oracle: observed``.
 """
 
@@ -224,12 +226,12 @@ def repair(sandbox: Sandbox, suite: Suite, ctx: Context, failed: list[Unit]) -> 
     repaired = []
     for probe in probes:
         outcome = run.outcomes.get(probe.unit.name)
-        if outcome is None or not outcome.passed:
+        if outcome is None:
             continue
         tree = ast.parse(probe.unit.source)
         sites = _Sites(probe.unit.name, literal_names(tree), values)
         fixed = ast.fix_missing_locations(_without_uses(sites.visit(tree), sites.captured))
-        if sites.missing:
+        if sites.missing if outcome.passed else sites.missing == sites.count:
             continue
         unit = probe.unit
         repaired.append(Unit(unit.name, ast.unparse(fixed), unit.needs, unit.asserts, origin="observed"))
