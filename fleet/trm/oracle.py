@@ -11,10 +11,11 @@ at most ``MAX_REPR`` characters. A repr that is a Python literal replaces the co
 are dropped); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as text,
 ``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is
 repaired when all its sites were and its probe passed, or when its probe failed after at least
-one site was observed (``assert len(r) == 1`` observed as 0, then ``r[0]`` raised): the observed
-sites are repaired, the others left, and the loop may cut the test before the statement that
-still fails. The repaired test is then judged like any other (5 reruns, coverage gain). Such tests pin down the current behaviour (regression
-oracles), and the report marks them ``oracle: observed``.
+one site was observed (``assert len(r) == 1`` observed as 0, then ``r[0]`` raised): the
+observed sites are repaired, the others left, and the loop may mend the test once more before
+the statement that still fails. The repaired test is then judged like any other (5 reruns,
+coverage gain). Such tests pin down the current behaviour (regression oracles), and the report
+marks them ``oracle: observed``.
 """
 
 from __future__ import annotations
@@ -214,6 +215,11 @@ def parse_observations(text: str) -> dict[str, Observation]:
     return out
 
 
+def _repairable(passed: bool, missing: int, count: int) -> bool:
+    """A probe that passed needs every site observed; one that failed, at least one."""
+    return missing == 0 if passed else missing < count
+
+
 def repair(sandbox: Sandbox, suite: Suite, ctx: Context, failed: list[Unit]) -> list[Unit]:
     """Repaired versions of ``failed`` (see the module docstring); one sandbox run for all."""
     probes = [p for p in map(make_probe, failed) if p.probe is not None]
@@ -231,7 +237,7 @@ def repair(sandbox: Sandbox, suite: Suite, ctx: Context, failed: list[Unit]) -> 
         tree = ast.parse(probe.unit.source)
         sites = _Sites(probe.unit.name, literal_names(tree), values)
         fixed = ast.fix_missing_locations(_without_uses(sites.visit(tree), sites.captured))
-        if sites.missing if outcome.passed else sites.missing == sites.count:
+        if not _repairable(outcome.passed, sites.missing, sites.count):
             continue
         unit = probe.unit
         repaired.append(Unit(unit.name, ast.unparse(fixed), unit.needs, unit.asserts, origin="observed"))
