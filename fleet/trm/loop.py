@@ -274,7 +274,7 @@ class _Run:
         attribute corrected (:mod:`fleet.trm.renames`), else with observed expected values
         (:mod:`fleet.trm.oracle`), else expecting the exception the code raised, else cut before
         the failing statement (both :mod:`fleet.trm.truncate`). A test with observed values that
-        still fails further on is judged a third time, mended the same way (:meth:`_mends_of`).
+        still fails further on is judged a third time, mended the same way (:meth:`_raise_or_cut`).
         Merges into ``verdict``; returns how many were kept, by origin."""
         ablate = self.cfg.ablate
         details = {r.name: r.detail for r in verdict.rejected if r.reason in MENDABLE_REASONS}
@@ -284,27 +284,23 @@ class _Run:
         fixed = [] if "oracle" in ablate else oracle.repair(self.sandbox, self.suite, self.ctx,
                                                              [u for u in failed if u.name not in mended])
         mended |= {u.name for u in fixed}
-        expecting = [] if "raises" in ablate else [u for u in verdict.expecting if u.name not in mended]
-        mended |= {u.name for u in expecting}
-        cuts = [] if "cut" in ablate else [u for u in verdict.cut if u.name not in mended]
-        batch = renamed + fixed + expecting + cuts
+        batch = renamed + fixed + self._raise_or_cut(verdict, {u.name for u in failed} - mended)
         if not batch:
             return Counter()
         verdict.runs += 1 if fixed else 0
         second = self._rejudge(batch, verdict)
-        observed = {u.name for u in fixed}
-        again = self._mends_of(second, observed)
+        again = [replace(u, origin="observed") for u in self._raise_or_cut(second, {u.name for u in fixed})]
         third = self._rejudge(again, verdict) if again else Verdict()
         return Counter(u.origin for u in second.accepted + third.accepted)
 
-    def _mends_of(self, verdict: Verdict, names: set[str]) -> list[Unit]:
-        """The failed units of ``names`` expecting the exception they raised, else cut before their
-        failure (unless ablated), still marked as observed."""
+    def _raise_or_cut(self, verdict: Verdict, names: set[str]) -> list[Unit]:
+        """The failed units of ``names`` in ``verdict`` expecting the exception they raised, else
+        cut before their failure (each mend unless ablated); one per name."""
         ablate = self.cfg.ablate
         expecting = [] if "raises" in ablate else [u for u in verdict.expecting if u.name in names]
         taken = {u.name for u in expecting}
         cuts = [] if "cut" in ablate else [u for u in verdict.cut if u.name in names - taken]
-        return [replace(u, origin="observed") for u in expecting + cuts]
+        return expecting + cuts
 
     def _rejudge(self, units: list[Unit], verdict: Verdict) -> Verdict:
         """Judge mended ``units`` and merge the outcome into ``verdict``: kept ones leave its
