@@ -230,9 +230,32 @@ def test_plateau_when_replies_add_nothing():
     assert report["converged"] is False
     assert len(report["iterations"]) == 3 < 6
     assert [h["improvement"] for h in report["iterations"]][1:] == [0.0, 0.0]
-    assert kept(report) == ["test_add"]  # the repeats (renamed test_add_2, …) add nothing
-    assert set(rejections(report).values()) == {"no-new-coverage"}
+    assert kept(report) == ["test_add"]  # the repeats (renamed test_add_2, …) are not judged again
+    assert set(rejections(report).values()) == {"repeat"}
+    assert [h["sandbox_runs"] for h in report["iterations"]][1:] == [0, 0]
     assert len(backend.prompts) == 3
+
+
+def test_repeats_heat_sampling_and_carry_their_earlier_error():
+    """A reply that repeats judged tests (renamed, other comments and messages) is not judged
+    again; each further prompt samples 0.25 hotter while replies repeat (capped), a new reply
+    resets it, and a repeated failure's error is fed back again."""
+    again = "def test_sign_wrong_again():\n    # the same test\n    assert sign(5) == 7, 'five'\n"
+    report, backend = run_engine([reply(T_ADD, T_WRONG), reply(again), reply(T_ADD), reply(T_POS), reply(T_NEG)],
+                                 max_iterations=5, patience=9, max_temperature=0.7)
+    assert [round(s.temperature, 2) for s in backend.samplings] == [0.3, 0.3, 0.55, 0.7, 0.3]
+    assert kept(report) == ["test_add", "test_sign_positive", "test_sign_negative"]
+    repeat = [r for r in report["rejected"] if r["reason"] == "repeat"]
+    assert [r["name"] for r in repeat] == ["test_sign_wrong_again", "test_add_2"]
+    assert "which failed: assert 1 == 7" in repeat[0]["detail"]
+    assert "test_sign_wrong_again: the same test as an earlier one, which failed" in backend.prompts[2][1].content
+    assert [h["repeats"] for h in report["iterations"]] == [0, 1, 1, 0, 0]
+
+
+def test_repeats_are_judged_again_when_ablated():
+    report, backend = run_engine([reply(T_ADD)], max_iterations=2, patience=9, ablate=("oracle", "repeats"))
+    assert set(rejections(report).values()) == {"no-new-coverage"}
+    assert [round(s.temperature, 2) for s in backend.samplings] == [0.3, 0.3]
 
 
 def test_token_budget_stops_after_one_iteration():

@@ -10,8 +10,8 @@ from fleet.llm.base import Completion, Message, Sampling
 
 
 class ScriptedBackend:
-    """Returns ``replies[i % len(replies)]`` for the i-th call and records every prompt and prefill
-    it saw."""
+    """Returns ``replies[i % len(replies)]`` for the i-th call and records every prompt, prefill
+    and sampling it saw."""
 
     def __init__(self, replies: list[str], *, model_id: str = "scripted", delay: float = 0.0) -> None:
         if not replies:
@@ -22,6 +22,7 @@ class ScriptedBackend:
         self.delay = delay
         self.prompts: list[list[Message]] = []
         self.prefills: list[str] = []
+        self.samplings: list[Sampling] = []
 
     @classmethod
     def from_file(cls, path: Path, *, delay: float = 0.0) -> "ScriptedBackend":
@@ -39,5 +40,6 @@ class ScriptedBackend:
         text = self.replies[len(self.prompts) % len(self.replies)]
         self.prompts.append(list(messages))
         self.prefills.append(prefill)
+        self.samplings.append(sampling)
         prompt_chars = sum(len(m.content) for m in messages)
         return Completion(text, prompt_chars // 4, len(text) // 4, self.delay, 0.0)

@@ -34,6 +34,7 @@ _REASONS = (
 _ASSERTION = ("AssertionError", "assert ")  # only at the start of the first line: the test's own source follows
 
 
+LOAD_FAILED = "the test module failed to load"  # every candidate of the run rejected alike
 MENDABLE_REASONS = {"assertion", "exception"}  # failures the oracle or a cut may mend
 
 
@@ -135,7 +136,7 @@ class Judge:
         error = Outcome(error.status, error.message or run.output[-2000:])
         reason = reason_of(error, run.timed_out)
         detail = trim_error(error.message, self.max_error_chars)
-        verdict.rejected += [Rejection(u.name, reason, f"the test module failed to load: {detail}") for u in units]
+        verdict.rejected += [Rejection(u.name, reason, f"{LOAD_FAILED}: {detail}") for u in units]
 
     def _reject_failed(self, unit: Unit, outcome: Outcome, verdict: Verdict) -> None:
         """Record a candidate that failed its first run, and its mends if any: cut before the

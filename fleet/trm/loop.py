@@ -4,7 +4,8 @@ Each iteration makes ``prompts_per_iteration`` attempts, and up to ``max_prompts
 while none of them has yet raised quality by ``quality_threshold``; each attempt asks the model for
 tests of one focus (the whole public API first for small modules, then up to three segments
 with the most uncovered lines and branches, segments that yielded nothing being tried later)
-and judges the reply test by test (:mod:`fleet.trm.judge`). The iteration then scores the kept
+and judges the reply test by test (:mod:`fleet.trm.judge`), skipping tests it wrote before in this
+job and sampling hotter while replies repeat (:mod:`fleet.trm.repeats`). The iteration then scores the kept
 suite (:mod:`fleet.trm.quality`). The kept suite only grows by tests that pass every
 rerun and add coverage, so quality never drops below an earlier iteration's. It stops when:
 quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
@@ -32,6 +33,7 @@ from fleet.trm.quality import FORMULA, quality
 from fleet.trm.context import related_definitions
 from fleet.trm.facts import Facts, without_hints
 from fleet.trm.renames import Renames, misspelling, rewrite
+from fleet.trm.repeats import Repeats
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
 from fleet.trm.suite import Suite
@@ -69,8 +71,10 @@ class EngineSettings:
     max_error_chars: int = 600
     mutation_max_mutants: int = 30
     mutation_budget: float = 90.0
+    repeat_temperature_step: float = 0.25
+    max_temperature: float = 1.0
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, cut, hints.
+    # segmenting, oracle, cut, hints, repeats.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -143,6 +147,7 @@ class _Run:
         self.errors: list[str] = []
         self.facts = Facts()
         self.renames = Renames(self.source)
+        self.repeats = Repeats(step=settings.repeat_temperature_step, max_temperature=settings.max_temperature)
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
@@ -185,12 +190,12 @@ class _Run:
         return prompts.Focus(tuple(chosen), missing_lines=text, errors=self.errors, examples=self.examples)
 
     # -- one iteration -----------------------------------------------------------------------
-    def _ask(self, focus: prompts.Focus, attempt: int):
+    def _ask(self, focus: prompts.Focus, attempt: int, temperature: float):
         messages = prompts.build(self.job.module, self.source, self.analysis, focus,
                                  max_source_chars=self.cfg.max_source_chars, related=self.related,
                                  edge_cases=self.strategy.prompt == "edge-cases")
         sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + attempt,
-                           temperature=self.strategy.temperature)
+                           temperature=temperature)
         prefill = prompts.prefill(self.job.module, prompts.import_names(self.analysis, focus))
         completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)
         self.tokens_in += completion.prompt_tokens
@@ -202,7 +207,7 @@ class _Run:
     def _record(self, iteration: int, rejected: list[Rejection]) -> None:
         for r in rejected:
             self.rejected.append({"name": r.name, "reason": r.reason, "detail": r.detail, "iteration": iteration})
-        fed = [r for r in rejected if r.reason in FEEDBACK_REASONS and r.detail]
+        fed = [r for r in rejected if (r.reason in FEEDBACK_REASONS or Repeats.failed(r)) and r.detail]
         self.errors = [f"{r.name}: {r.detail[:240]}" for r in fed]
         self.facts.learn([r.detail for r in fed])
 
@@ -213,24 +218,35 @@ class _Run:
         label = ", ".join(seg.name for seg in focus.segments) or "module"
         for seg in focus.segments:
             self.attempts[seg.name] += 1
-        completion, code = self._ask(focus, self.asked)
+        temperature = self.repeats.temperature(self.strategy.temperature)
+        completion, code = self._ask(focus, self.asked, temperature)
         parsed = parse_reply(code, self.analysis.names)
         corrected = 0 if "hints" in self.cfg.ablate else self.renames.apply(parsed)
         candidates = self.suite.absorb(parsed)
+        candidates, repeated = self._fresh(candidates)
         verdict: Verdict = self.judge.judge(self.suite, candidates)
         mended = self._second_chance(candidates, verdict)
+        self.repeats.record(verdict.rejected)
         if verdict.measure is not None:
             self.measure = verdict.measure
-        self._record(iteration, parsed.rejected + verdict.rejected)
+        self._record(iteration, parsed.rejected + repeated + verdict.rejected)
         self.trace.append(
-            f"iteration {iteration}: focus {label}; reply {completion.completion_tokens} tokens "
-            f"({completion.finish_reason}); {len(candidates)} candidate(s), {len(verdict.accepted)} kept "
+            f"iteration {iteration}: focus {label}; temperature {temperature:g}; reply {completion.completion_tokens} "
+            f"tokens ({completion.finish_reason}); {len(candidates)} candidate(s) ({len(repeated)} repeat(s) "
+            f"not judged again), {len(verdict.accepted)} kept "
             f"({', '.join(f'{mended[origin]} {text}' for origin, text in MENDS.items())}); "
             f"{corrected} definition(s) corrected before judging")
         return {"focus": label, "kept": len(verdict.accepted), "rejected": len(parsed.rejected) + len(verdict.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
                 "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
-                "sandbox_runs": verdict.runs, "reply": code}
+                "sandbox_runs": verdict.runs, "repeats": len(repeated), "temperature": temperature, "reply": code}
+
+    def _fresh(self, candidates: list[Unit]) -> tuple[list[Unit], list[Rejection]]:
+        """The candidates to judge, and rejections of those that repeat a test judged earlier in
+        this job (:mod:`fleet.trm.repeats`); every candidate is judged when ``repeats`` is ablated."""
+        if "repeats" in self.cfg.ablate:
+            return candidates, []
+        return self.repeats.split(candidates, lambda unit: self.suite.support_of([unit]))
 
     def _iterate(self, iteration: int) -> dict[str, Any]:
         """One refinement round: attempts on different foci while :meth:`_another` allows, then the
@@ -242,7 +258,8 @@ class _Run:
         self.quality = max(self.quality, self._score())
         self.trace.append(f"iteration {iteration}: quality {before:.3f} → {self.quality:.3f}")
         total = {key: sum(s[key] for s in steps) for key in
-                 ("kept", "rejected", "tokens_in", "tokens_out", "prompt_seconds", "cached_tokens", "sandbox_runs")}
+                 ("kept", "rejected", "tokens_in", "tokens_out", "prompt_seconds", "cached_tokens", "sandbox_runs",
+                  "repeats")}
         return {
             "iteration": iteration, "focus": "; ".join(s["focus"] for s in steps), "quality": self.quality,
             "improvement": round(self.quality - before, 4), "line": round(self.measure.line_rate, 4),

@@ -58,7 +58,7 @@ class Suite:
                 scored.append((-hits, len(unit.source), unit))
         out, size = [], 0
         for _, _, unit in sorted(scored, key=lambda item: item[:2]):
-            text = "\n\n".join([*self._support_of([unit]), unit.source])
+            text = "\n\n".join([*self.support_of([unit]), unit.source])
             if size + len(text) > limit:
                 break
             out.append(text)
@@ -97,13 +97,13 @@ class Suite:
             needed |= uses
         return needed
 
-    def _support_of(self, units: list[Unit]) -> list[str]:
+    def support_of(self, units: list[Unit]) -> list[str]:
         """The support definitions ``units`` need, in definition order, each text once."""
         needed = self._closure(units)
         return list(dict.fromkeys(self.support[n] for n in self.support if n in needed))
 
     def render(self, units: list[Unit], ctx: Context, *, model_imports: bool = True) -> str:
         """A complete test module of ``units`` with repaired imports and the support they need."""
-        body = "\n\n\n".join(self._support_of(units) + [u.source for u in units])
+        body = "\n\n\n".join(self.support_of(units) + [u.source for u in units])
         imports = repair_imports(self.imports if model_imports else [], body, ctx)
         return "\n".join(imports) + "\n\n\n" + body + "\n"
