@@ -78,7 +78,7 @@ def _is_private(qualname: str) -> bool:
     return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in qualname.split("."))
 
 
-def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+def functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
     """Top-level functions and methods, with their qualified names, in source order."""
     out = []
     for node in tree.body:
@@ -209,10 +209,10 @@ def analyse(source: str, module: str) -> Analysis:
     """Segments, names and size facts of ``source`` (already syntax-checked)."""
     tree = ast.parse(source)
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
-    functions = _functions(tree)
-    references = [(q, _references(fn)) for q, fn in functions]
+    defined = functions(tree)
+    references = [(q, _references(fn)) for q, fn in defined]
     segments = []
-    for qualname, fn in functions:
+    for qualname, fn in defined:
         owner = qualname.rpartition(".")[0] or None
         entry = entry_points(references, qualname, fn) if _is_private(qualname) else ()
         segments.append(Segment(qualname, _start(fn), fn.end_lineno or fn.lineno, _signature(fn, owner),

@@ -5,9 +5,11 @@ while none of them has yet raised quality by ``quality_threshold``; each attempt
 tests of one focus (the whole public API first for small modules, then up to three segments
 with the most uncovered lines and branches, segments that yielded nothing being tried later)
 and judges the reply test by test (:mod:`fleet.trm.judge`), skipping tests it wrote before in this
-job and sampling hotter while replies repeat (:mod:`fleet.trm.repeats`). The iteration then scores the kept
-suite (:mod:`fleet.trm.quality`). The kept suite only grows by tests that pass every
-rerun and add coverage, so quality never drops below an earlier iteration's. It stops when:
+job and sampling hotter while replies repeat (:mod:`fleet.trm.repeats`); kept tests are then
+re-aimed at uncovered sibling callables and classes without the model
+(:mod:`fleet.trm.siblings`). The iteration then scores the kept suite (:mod:`fleet.trm.quality`).
+The kept suite only grows by tests that pass every rerun and add coverage, so quality never
+drops below an earlier iteration's. It stops when:
 quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
 iterations; max_iterations is reached; or the job's token or time budget is spent.
 """
@@ -28,12 +30,13 @@ from fleet.trm import oracle, prompts
 from fleet.errors import JobFailed
 from fleet.junit import COLLECTION
 from fleet.trm.judge import MENDABLE_REASONS, Judge, Verdict, trim_error
-from fleet.trm.parse import Rejection, Unit, parse_reply
+from fleet.trm.parse import Parsed, Rejection, Unit, parse_reply
 from fleet.trm.quality import FORMULA, quality
 from fleet.trm.context import related_definitions
 from fleet.trm.facts import Facts, without_hints
 from fleet.trm.renames import Renames, misspelling, rewrite
 from fleet.trm.repeats import Repeats
+from fleet.trm.siblings import Siblings
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
 from fleet.trm.suite import Suite
@@ -73,8 +76,9 @@ class EngineSettings:
     mutation_budget: float = 90.0
     repeat_temperature_step: float = 0.25
     max_temperature: float = 1.0
+    max_clones: int = 12
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, cut, hints, repeats.
+    # segmenting, oracle, cut, hints, repeats, siblings.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -148,6 +152,7 @@ class _Run:
         self.facts = Facts()
         self.renames = Renames(self.source)
         self.repeats = Repeats(step=settings.repeat_temperature_step, max_temperature=settings.max_temperature)
+        self.siblings = Siblings.of(self.source)
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
@@ -166,16 +171,10 @@ class _Run:
     def _segment_focus(self) -> prompts.Focus:
         """The module's public API first (small modules, first prompt), then the segments with the largest
         uncovered gap, ``gap / (1 + 2·attempts)``, grouped up to FOCUS_LINES source lines."""
-        missing = set(self.measure.missing_lines)
-        missing_arcs = {a for a, _ in self.measure.missing_branches}
         whole = self.asked == 1 and self.analysis.lines <= WHOLE_MODULE_LINES
         if whole or "segmenting" in self.cfg.ablate or self.strategy.prompt == "whole":
             return prompts.Focus((), errors=self.errors, examples=self.examples)
-        scored = []
-        for seg in self.analysis.segments:
-            gap = len(missing.intersection(seg.lines())) + len(missing_arcs.intersection(seg.lines()))
-            if gap:
-                scored.append((gap / (1 + 2 * self.attempts[seg.name]), seg))
+        scored = [(gap / (1 + 2 * self.attempts[seg.name]), seg) for gap, seg in self._gap_by_segment()]
         chosen: list[Segment] = []
         for _, seg in sorted(scored, key=lambda item: -item[0]):
             size = sum(len(s.lines()) for s in chosen) + len(seg.lines())
@@ -184,10 +183,21 @@ class _Run:
             chosen.append(seg)
         if not chosen:
             return prompts.Focus((), errors=self.errors, examples=self.examples)
+        missing = set(self.measure.missing_lines)
+        missing_arcs = {a for a, _ in self.measure.missing_branches}
         lines = self.source.splitlines()
         spans = set().union(*(set(seg.lines()) for seg in chosen))
         text = [lines[n - 1] for n in sorted(missing.union(missing_arcs) & spans) if n <= len(lines)]
         return prompts.Focus(tuple(chosen), missing_lines=text, errors=self.errors, examples=self.examples)
+
+    def _gap_by_segment(self) -> list[tuple[int, Segment]]:
+        """``(gap, segment)`` for each segment with uncovered lines or branch sources, where gap
+        counts both, in source order."""
+        missing = set(self.measure.missing_lines)
+        missing_arcs = {a for a, _ in self.measure.missing_branches}
+        scored = [(len(missing.intersection(seg.lines())) + len(missing_arcs.intersection(seg.lines())), seg)
+                  for seg in self.analysis.segments]
+        return [(gap, seg) for gap, seg in scored if gap]
 
     # -- one iteration -----------------------------------------------------------------------
     def _ask(self, focus: prompts.Focus, attempt: int, temperature: float):
@@ -204,9 +214,12 @@ class _Run:
             return completion, completion.text
         return completion, prefill.removeprefix("```python\n") + completion.text
 
-    def _record(self, iteration: int, rejected: list[Rejection]) -> None:
+    def _record(self, iteration: int, rejected: list[Rejection], feed: bool = True) -> None:
+        """Report the rejections; with ``feed``, their errors become the next prompt's feedback."""
         for r in rejected:
             self.rejected.append({"name": r.name, "reason": r.reason, "detail": r.detail, "iteration": iteration})
+        if not feed:
+            return
         fed = [r for r in rejected if (r.reason in FEEDBACK_REASONS or Repeats.failed(r)) and r.detail]
         self.errors = [f"{r.name}: {r.detail[:240]}" for r in fed]
         self.facts.learn([r.detail for r in fed])
@@ -236,10 +249,35 @@ class _Run:
             f"not judged again), {len(verdict.accepted)} kept "
             f"({', '.join(f'{mended[origin]} {text}' for origin, text in MENDS.items())}); "
             f"{corrected} definition(s) corrected before judging")
-        return {"focus": label, "kept": len(verdict.accepted), "rejected": len(parsed.rejected) + len(verdict.rejected),
+        clones, cloned = self._amplify(iteration)
+        return {"focus": label, "kept": len(verdict.accepted) + len(cloned.accepted),
+                "rejected": len(parsed.rejected) + len(repeated) + len(verdict.rejected) + len(cloned.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
                 "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
-                "sandbox_runs": verdict.runs, "repeats": len(repeated), "temperature": temperature, "reply": code}
+                "sandbox_runs": verdict.runs + cloned.runs, "repeats": len(repeated), "temperature": temperature,
+                "clones": clones, "clones_kept": len(cloned.accepted), "reply": code}
+
+    def _amplify(self, iteration: int) -> tuple[int, Verdict]:
+        """Clones of kept tests re-aimed at uncovered siblings (:mod:`fleet.trm.siblings`), judged
+        and mended like the model's tests, kept ones marked ``clone``; their errors are not fed
+        back (the model did not write them). How many were made, and their verdict."""
+        if "siblings" in self.cfg.ablate or self.cfg.max_clones <= 0 or self._spent():
+            return 0, Verdict()
+        uncovered = [seg.name for _, seg in sorted(self._gap_by_segment(), key=lambda item: -item[0])]
+        clones = self.siblings.clones(self.suite.units, uncovered, self.cfg.max_clones)
+        if not clones:
+            return 0, Verdict()
+        candidates = self.suite.absorb(Parsed(units=clones))
+        verdict = self.judge.judge(self.suite, candidates)
+        mended = self._second_chance(candidates, verdict)
+        if verdict.measure is not None:
+            self.measure = verdict.measure
+        self._record(iteration, verdict.rejected, feed=False)
+        kept = {u.name for u in verdict.accepted}
+        self.suite.units = [replace(u, origin="clone") if u.name in kept else u for u in self.suite.units]
+        self.trace.append(f"iteration {iteration}: {len(clones)} clone(s) of kept tests aimed at uncovered siblings, "
+                          f"{len(kept)} kept ({mended['observed']} with observed expected values)")
+        return len(clones), verdict
 
     def _fresh(self, candidates: list[Unit]) -> tuple[list[Unit], list[Rejection]]:
         """The candidates to judge, and rejections of those that repeat a test judged earlier in
@@ -259,7 +297,7 @@ class _Run:
         self.trace.append(f"iteration {iteration}: quality {before:.3f} → {self.quality:.3f}")
         total = {key: sum(s[key] for s in steps) for key in
                  ("kept", "rejected", "tokens_in", "tokens_out", "prompt_seconds", "cached_tokens", "sandbox_runs",
-                  "repeats")}
+                  "repeats", "clones", "clones_kept")}
         return {
             "iteration": iteration, "focus": "; ".join(s["focus"] for s in steps), "quality": self.quality,
             "improvement": round(self.quality - before, 4), "line": round(self.measure.line_rate, 4),
