@@ -47,7 +47,7 @@ class FakeBackend:
         self.cpu = cpu
         self.calls = 0
 
-    def complete(self, messages, *, prefill, stop, sampling) -> Completion:
+    def complete(self, messages, *, prefill, stop, sampling, halt=None) -> Completion:
         self.calls += 1
         if self.down:
             raise ConnectionError(self.error)

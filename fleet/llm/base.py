@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
+
+Halt = Callable[[str], bool]  # the reply so far → stop generating now
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,15 @@ class Usage:
 
 class Backend(Protocol):
     """A text model. ``prefill`` is text the assistant reply is forced to start with (providers
-    that cannot prefill return ``full_reply=True``)."""
+    that cannot prefill return ``full_reply=True``). ``halt``, where the provider streams, is
+    asked at each line end of the reply so far and stops generation when it says so
+    (``finish_reason`` ``"halted"``); a provider whose replies arrive whole ignores it."""
 
     model_id: str
     sha256: str
 
-    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Completion:
+    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling,
+                 halt: Halt | None = None) -> Completion:
         ...
 
 

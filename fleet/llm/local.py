@@ -14,7 +14,7 @@ import time
 from typing import Any, Iterator
 
 from fleet.costs import PriceTable
-from fleet.llm.base import Completion, Message, Sampling, Usage
+from fleet.llm.base import Completion, Halt, Message, Sampling, Usage
 from fleet.llm.models import ResolvedModel
 
 
@@ -73,7 +73,8 @@ class LocalBackend:
             stop=[*stop, self.eos_text] if self.eos_text else stop, stream=True,
         )
 
-    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Completion:
+    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling,
+                 halt: Halt | None = None) -> Completion:
         tokens = self.llm.tokenize(self.render(messages, prefill).encode(), add_bos=False, special=True)
         cached = self._reused_prefix(tokens)
         started, cpu = time.monotonic(), time.process_time()
@@ -86,6 +87,9 @@ class LocalBackend:
             choice = chunk["choices"][0]
             parts.append(choice["text"])
             finish = choice.get("finish_reason") or finish
+            if halt is not None and "\n" in choice["text"] and halt("".join(parts)):
+                finish = "halted"
+                break
         seconds = time.monotonic() - started
         return Completion(
             text="".join(parts), prompt_tokens=len(tokens), completion_tokens=len(parts), seconds=seconds,

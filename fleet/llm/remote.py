@@ -25,7 +25,7 @@ import httpx
 
 from fleet.costs import PriceTable
 from fleet.errors import FleetError
-from fleet.llm.base import Completion, Message, Sampling, Usage
+from fleet.llm.base import Completion, Halt, Message, Sampling, Usage
 from fleet.store import safe_url
 
 PREFILL_LINE = "Start your reply with:\n"
@@ -148,7 +148,8 @@ class RemoteBackend:
             payload["stop"] = list(stop)
         return payload
 
-    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Completion:
+    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling,
+                 halt: Halt | None = None) -> Completion:
         url = f"{self.base_url}/chat/completions"
         started = time.monotonic()
         data, headers_at = self._post("completion", url, self._chat_payload(messages, prefill, stop, sampling))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from fleet.complexity import Complexity, Cutoffs, Level, measure
 from fleet.errors import ConfigError, FleetError
 from fleet.jobs import Job
-from fleet.llm.base import Backend, Completion, Message, Sampling, Usage
+from fleet.llm.base import Backend, Completion, Halt, Message, Sampling, Usage
 from fleet.llm.breaker import CircuitBreaker
 
 STRATEGIES = ("cost-optimized", "quality-first", "local-only", "cloud-only")
@@ -239,7 +239,8 @@ class RoutedBackend:
         """The name of the provider that served the last call (the primary before any call)."""
         return self._served_by[0]
 
-    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling) -> Completion:
+    def complete(self, messages: list[Message], *, prefill: str, stop: list[str], sampling: Sampling,
+                 halt: Halt | None = None) -> Completion:
         failures: list[str] = []
         for position, (name, backend) in enumerate(self._chain):
             breaker = self._breakers[name]
@@ -247,7 +248,7 @@ class RoutedBackend:
                 failures.append(self._note(name, "breaker open"))
                 continue
             try:
-                completion = backend.complete(messages, prefill=prefill, stop=stop, sampling=sampling)
+                completion = backend.complete(messages, prefill=prefill, stop=stop, sampling=sampling, halt=halt)
             except Exception as exc:  # any provider error: count it and fail over
                 breaker.record_failure()
                 failures.append(self._note(name, f"{type(exc).__name__}: {exc}"))

@@ -36,6 +36,7 @@ from fleet.trm.context import related_definitions
 from fleet.trm.facts import Facts, without_hints
 from fleet.trm.renames import Renames, misspelling, rewrite
 from fleet.trm.repeats import Repeats
+from fleet.trm.runaway import before_halt, repeating
 from fleet.trm.siblings import Siblings
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
@@ -78,7 +79,7 @@ class EngineSettings:
     max_temperature: float = 1.0
     max_clones: int = 12
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, cut, hints, repeats, siblings.
+    # segmenting, oracle, cut, hints, repeats, siblings, runaway.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -207,12 +208,15 @@ class _Run:
         sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + attempt,
                            temperature=temperature)
         prefill = prompts.prefill(self.job.module, prompts.import_names(self.analysis, focus))
-        completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling)
+        halt = None if "runaway" in self.cfg.ablate else repeating
+        completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling,
+                                                  halt=halt)
         self.tokens_in += completion.prompt_tokens
         self.tokens_out += completion.completion_tokens
+        text = before_halt(completion.text) if completion.finish_reason == "halted" else completion.text
         if completion.full_reply:  # a provider that cannot prefill: the reply carries its own fence
-            return completion, completion.text
-        return completion, prefill.removeprefix("```python\n") + completion.text
+            return completion, text
+        return completion, prefill.removeprefix("```python\n") + text
 
     def _record(self, iteration: int, rejected: list[Rejection], feed: bool = True) -> None:
         """Report the rejections; with ``feed``, their errors become the next prompt's feedback."""
@@ -245,8 +249,8 @@ class _Run:
         self._record(iteration, parsed.rejected + repeated + verdict.rejected)
         self.trace.append(
             f"iteration {iteration}: focus {label}; temperature {temperature:g}; reply {completion.completion_tokens} "
-            f"tokens ({completion.finish_reason}); {len(candidates)} candidate(s) ({len(repeated)} repeat(s) "
-            f"not judged again), {len(verdict.accepted)} kept "
+            f"tokens ({completion.finish_reason}); {len(candidates)} new candidate(s) and {len(repeated)} repeat(s) "
+            f"not judged again; {len(verdict.accepted)} kept "
             f"({', '.join(f'{mended[origin]} {text}' for origin, text in MENDS.items())}); "
             f"{corrected} definition(s) corrected before judging")
         clones, cloned = self._amplify(iteration)
