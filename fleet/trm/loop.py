@@ -241,11 +241,8 @@ class _Run:
         corrected = 0 if "hints" in self.cfg.ablate else self.renames.apply(parsed)
         candidates = self.suite.absorb(parsed)
         candidates, repeated = self._fresh(candidates)
-        verdict: Verdict = self.judge.judge(self.suite, candidates)
-        mended = self._second_chance(candidates, verdict)
+        verdict, mended = self._settle(candidates)
         self.repeats.record(verdict.rejected)
-        if verdict.measure is not None:
-            self.measure = verdict.measure
         self._record(iteration, parsed.rejected + repeated + verdict.rejected)
         self.trace.append(
             f"iteration {iteration}: focus {label}; temperature {temperature:g}; reply {completion.completion_tokens} "
@@ -271,17 +268,22 @@ class _Run:
         clones = self.siblings.clones(self.suite.units, uncovered, self.cfg.max_clones)
         if not clones:
             return 0, Verdict()
-        candidates = self.suite.absorb(Parsed(units=clones))
-        verdict = self.judge.judge(self.suite, candidates)
-        mended = self._second_chance(candidates, verdict)
-        if verdict.measure is not None:
-            self.measure = verdict.measure
+        verdict, mended = self._settle(self.suite.absorb(Parsed(units=clones)))
         self._record(iteration, verdict.rejected, feed=False)
         kept = {u.name for u in verdict.accepted}
         self.suite.units = [replace(u, origin="clone") if u.name in kept else u for u in self.suite.units]
         self.trace.append(f"iteration {iteration}: {len(clones)} clone(s) of kept tests aimed at uncovered siblings, "
                           f"{len(kept)} kept ({mended['observed']} with observed expected values)")
         return len(clones), verdict
+
+    def _settle(self, candidates: list[Unit]) -> tuple[Verdict, Counter[str]]:
+        """Judge ``candidates``, mend the failed ones (:meth:`_second_chance`) and take the kept
+        suite's coverage; the verdict and how many mends were kept, by origin."""
+        verdict = self.judge.judge(self.suite, candidates)
+        mended = self._second_chance(candidates, verdict)
+        if verdict.measure is not None:
+            self.measure = verdict.measure
+        return verdict, mended
 
     def _fresh(self, candidates: list[Unit]) -> tuple[list[Unit], list[Rejection]]:
         """The candidates to judge, and rejections of those that repeat a test judged earlier in
