@@ -105,7 +105,7 @@ def test_real_model_refines_over_two_iterations_and_reuses_the_kv_prefix():
 
 def test_local_provider_interface_on_the_real_model():
     """The local provider's operator-facing methods: metadata, health, token counts, streaming,
-    embeddings, CPU-second costing, shutdown."""
+    a halted reply, embeddings, CPU-second costing, shutdown."""
     from fleet.costs import PriceTable
     from fleet.llm.base import Message, Sampling, Usage
     from fleet.llm.local import LocalBackend
@@ -119,6 +119,11 @@ def test_local_provider_interface_on_the_real_model():
     ask = [Message("user", "Write the number 7.")]
     pieces = list(backend.stream(ask, prefill="", stop=[], sampling=Sampling(max_tokens=6, temperature=0.0)))
     assert 1 <= len(pieces) <= 16 and "".join(pieces).strip()  # the provider generates at least 16 tokens
+    count = [Message("user", "Count from 1 to 30, one number per line, nothing else.")]
+    halted = backend.complete(count, prefill="", stop=[], sampling=Sampling(max_tokens=120, temperature=0.0),
+                              halt=lambda text: text.count("\n") >= 2)
+    assert halted.finish_reason == "halted" and halted.completion_tokens < 120
+    assert halted.text.count("\n") >= 2 and len(halted.text.strip().splitlines()) <= 3
     done = backend.complete(ask, prefill="", stop=[], sampling=Sampling(max_tokens=6, temperature=0.0))
     assert done.provider == "local" and done.cpu_seconds > 0
     usage = Usage("local", model.model_id, done.prompt_tokens, done.completion_tokens, done.cpu_seconds)

@@ -133,3 +133,24 @@ def test_an_expected_value_worked_out_as_arithmetic_is_replaced(sandbox):
     assert fixed == []  # `size + 1` names a variable: not a constant the model wrote down
     fixed = repair(sandbox, Suite(), ctx(), [unit("def test_k():\n    assert area(2, 3) == (16 // 16 + 7) * 16")])
     assert [u.source for u in fixed] == ["def test_k():\n    assert area(2, 3) == 6"]
+
+
+def test_a_repr_that_holds_a_string_hash_is_not_kept():
+    """The sandbox gives every run its own hash seed, as where the tests are used later, so an
+    observed repr holding ``hash(str)`` fails a rerun and the test is not kept."""
+    from fleet.jobs import Job, Options
+    from fleet.llm.base import Sampling
+    from fleet.llm.scripted import ScriptedBackend
+    from fleet.trm.loop import Engine, EngineSettings
+
+    source = ("class Tag:\n    def __init__(self, name):\n        self.name, self.h = name, hash(name)\n\n"
+              "    def __repr__(self):\n        return f'Tag({self.name!r}, {self.h})'\n\n\n"
+              "def tag(name):\n    return Tag(name)\n")
+    reply = "def test_tag():\n    assert tag('a') == 5\n"
+    job = Job(module="tags", target_path="tags.py", files={"tags.py": source}, options=Options(max_iterations=1))
+    engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
+                    settings=EngineSettings(reruns=3, mutation_max_mutants=0, max_prompts_per_iteration=1))
+    report = engine.run(job)
+    assert report["tests_kept"] == 0
+    assert {r["name"] for r in report["rejected"]} == {"test_tag"}
+    assert "assert repr(tag(" not in report["test_module"]
