@@ -160,12 +160,7 @@ def _short(qualname: str) -> str:
 
 def called(source: str) -> set[str]:
     """Names the test calls, as ``f(...)`` or ``x.f(...)``."""
-    out = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call):
-            func = node.func
-            out.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
-    return out - {""}
+    return {_callee(node) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)} - {""}
 
 
 class _Retarget(ast.NodeTransformer):
@@ -183,8 +178,7 @@ class _Retarget(ast.NodeTransformer):
 
 
 def _calls(node: ast.AST, name: str) -> bool:
-    return any(isinstance(n, ast.Call) and name in (getattr(n.func, "attr", None), getattr(n.func, "id", None))
-               for n in ast.walk(node))
+    return any(isinstance(n, ast.Call) and _callee(n) == name for n in ast.walk(node))
 
 
 def _names(node: ast.AST, names: set[str]) -> bool:
