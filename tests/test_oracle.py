@@ -135,9 +135,10 @@ def test_an_expected_value_worked_out_as_arithmetic_is_replaced(sandbox):
     assert [u.source for u in fixed] == ["def test_k():\n    assert area(2, 3) == 6"]
 
 
-def test_a_repr_that_holds_a_string_hash_is_not_kept():
-    """The sandbox gives every run its own hash seed, as where the tests are used later, so an
-    observed repr holding ``hash(str)`` fails a rerun and the test is not kept."""
+def test_a_repr_that_holds_a_string_hash_is_asserted_with_the_hash_masked():
+    """The sandbox gives every run its own hash seed, as where the tests are used later; the probe
+    runs twice, so a repr holding ``hash(str)`` is seen to differ in that number only and is
+    asserted with it masked. The test then passes every rerun and is kept."""
     from fleet.jobs import Job, Options
     from fleet.llm.base import Sampling
     from fleet.llm.scripted import ScriptedBackend
@@ -151,6 +152,24 @@ def test_a_repr_that_holds_a_string_hash_is_not_kept():
     engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
                     settings=EngineSettings(reruns=3, mutation_max_mutants=0, max_prompts_per_iteration=1))
     report = engine.run(job)
-    assert report["tests_kept"] == 0
-    assert {r["name"] for r in report["rejected"]} == {"test_tag"}
-    assert "assert repr(tag(" not in report["test_module"]
+    assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_tag": "observed"}
+    assert "assert re.fullmatch(\"Tag\\\\('a',\\\\ -?\\\\d+\\\\)\", repr(tag('a')))" in report["test_module"]
+    assert "import re" in report["test_module"] and report["final_runs_passed"] == 3
+
+
+@pytest.mark.parametrize("runs, expected", [
+    (["Tag('a', 12)", "Tag('a', -7)"], r"Tag\('a',\ -?\d+\)"),
+    (["P(x=1, h=5)", "P(x=1, h=9)"], r"P\(x=1,\ h=-?\d+\)"),  # the number that agrees stays
+    (["Tag('a', 12)", "Tag('b', 7)"], None),  # other text: not a masked hash
+    (["12", "13"], None),  # nothing but the number would be checked
+])
+def test_reprs_differing_only_in_numbers_are_masked(runs, expected):
+    from fleet.trm.oracle import masked
+    assert masked(runs) == expected
+
+
+def test_sites_are_kept_by_agreement_across_runs_or_masked():
+    first = '["t:1", "6"]\n["t:2", "H(3)"]\n["t:3", "1"]\n["t:4", "<a at 0x7f01>"]\n'
+    second = '["t:1", "6"]\n["t:2", "H(8)"]\n["t:3", "2"]\n["t:4", "<a at 0x7f02>"]\n["t:5", "5"]\n'
+    seen = parse_observations(first, second)
+    assert {k: (v.value.value, v.pattern) for k, v in seen.items()} == {"t:1": (6, False), "t:2": (r"H\(-?\d+\)", True)}

@@ -4,12 +4,16 @@ Small models often call the code correctly but guess the expected value wrong. F
 failed on an assertion, each ``assert <expr> == <constant>`` (either side; a constant is a
 literal or arithmetic on literals, and a name assigned once to one, ``expected = [1, 2]``, counts
 as one) and each ``with pytest.raises(E): <expr>`` that did not raise is turned into an
-observation of ``<expr>``; the probe runs once in the sandbox and writes ``repr(value)`` per site
-to ``$HOME/observed.jsonl``. A site is repaired when every observation of it gave the same repr of
-at most ``MAX_REPR`` characters. A repr that is a Python literal replaces the constant side (the
-``raises`` block becomes ``assert <expr> == <literal>``, and statements that read its ``as e``
-are dropped); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as text,
-``assert repr(<expr>) == '<repr>'``. A repr showing a memory address is never used. A test is
+observation of ``<expr>``; the probe runs ``PROBE_RUNS`` times in the sandbox (each run with its
+own hash seed) and writes ``repr(value)`` per site to ``$HOME/observed.jsonl``. A site is
+repaired when, within each run, every observation of it gave the same repr of at most
+``MAX_REPR`` characters. If the runs agree, a repr that is a Python literal replaces the
+constant side (the ``raises`` block becomes ``assert <expr> == <literal>``, and statements that
+read its ``as e`` are dropped); any other repr (``NamedTuple(a=1)``, ``Just[3]``) is asserted as
+text, ``assert repr(<expr>) == '<repr>'``. If the runs differ only in some numbers (a cached
+string hash, an id, a time), the repr is asserted with those numbers masked,
+``assert re.fullmatch('Money\\(qty=5, hash=-?\\d+\\)', repr(<expr>))`` (:func:`masked`); else
+the site is not repaired. A repr showing a memory address is never used. A test is
 repaired when all its sites were and its probe passed, or when its probe failed after at least
 one site was observed (``assert len(r) == 1`` observed as 0, then ``r[0]`` raised): the
 observed sites are repaired, the others left, and the loop may mend the test once more before
@@ -23,6 +27,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleet.sandbox import OBSERVED_FILE, Sandbox
@@ -31,6 +36,8 @@ from fleet.trm.repair import Context
 from fleet.trm.suite import Suite
 
 MAX_REPR = 300
+PROBE_RUNS = 2  # a value that differs between runs (hash seed, time, id) is masked or not used
+_NUMBER = re.compile(r"(-?\d+)")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{8,}")  # default reprs, ids: differ per run
 OBSERVE = "__fleet_observe__"
 _HELPER = f'''
@@ -48,6 +55,7 @@ class Observation:
 
     value: ast.expr
     by_repr: bool = False
+    pattern: bool = False  # ``value`` is a regular expression the repr must match in full
 
 
 def _is_literal(node: ast.AST) -> bool:
@@ -126,6 +134,10 @@ class _Sites(ast.NodeTransformer):
         return ast.Expr(call)
 
     def _assert_equal(self, expr: ast.expr, seen: Observation, literal_side: str) -> ast.stmt:
+        if seen.pattern:
+            shown = ast.Call(ast.Name("repr", ast.Load()), [expr], [])
+            match = ast.Attribute(ast.Name("re", ast.Load()), "fullmatch", ast.Load())
+            return ast.Assert(ast.Call(match, [seen.value, shown], []))
         if seen.by_repr:
             expr = ast.Call(ast.Name("repr", ast.Load()), [expr], [])
         pair = (expr, seen.value) if literal_side == "right" else (seen.value, expr)
@@ -197,8 +209,24 @@ def as_observation(text: str) -> Observation | None:
     return Observation(ast.Constant(text), by_repr=True)
 
 
-def parse_observations(text: str) -> dict[str, Observation]:
-    """Site key → its observation (:func:`as_observation`), for sites whose every observation agreed."""
+def masked(reprs: Sequence[str]) -> str | None:
+    """A regular expression that ``reprs`` all match in full when they differ only in integer
+    runs: the text between numbers escaped, a number equal in all kept, the others ``-?\\d+``.
+    None when the text between numbers differs, or when nothing but numbers would be left."""
+    pieces = [_NUMBER.split(text) for text in reprs]
+    if len({len(p) for p in pieces}) != 1 or len({tuple(p[0::2]) for p in pieces}) != 1:
+        return None
+    if not "".join(pieces[0][0::2]).strip():
+        return None
+    out = []
+    for i, column in enumerate(zip(*pieces)):
+        same = len(set(column)) == 1
+        out.append(re.escape(column[0]) if same or i % 2 == 0 else r"-?\d+")
+    return "".join(out)
+
+
+def _agreed(text: str) -> dict[str, str]:
+    """Site key → the repr observed in one run, for sites whose observations in that run agree."""
     seen: dict[str, set[str]] = {}
     for line in text.splitlines():
         try:
@@ -207,9 +235,22 @@ def parse_observations(text: str) -> dict[str, Observation]:
             continue
         if isinstance(key, str) and isinstance(value, str):
             seen.setdefault(key, set()).add(value)
+    return {key: next(iter(values)) for key, values in seen.items() if len(values) == 1}
+
+
+def parse_observations(*runs: str) -> dict[str, Observation]:
+    """Site key → its observation, from the observed text of each run: for a site each run saw
+    with one agreeing repr, the value when all runs agree (:func:`as_observation`), else the
+    repr with the numbers that differ masked (:func:`masked`) when it fits ``MAX_REPR``."""
+    per_run = [_agreed(text) for text in runs]
     out: dict[str, Observation] = {}
-    for key, values in seen.items():
-        found = as_observation(next(iter(values))) if len(values) == 1 else None
+    for key in set.intersection(*(set(seen) for seen in per_run)) if per_run else ():
+        values = [seen[key] for seen in per_run]
+        if len(set(values)) == 1:
+            found = as_observation(values[0])
+        else:
+            pattern = None if any(len(v) > MAX_REPR or _ADDRESS.search(v) for v in values) else masked(values)
+            found = Observation(ast.Constant(pattern), by_repr=True, pattern=True) if pattern else None
         if found is not None:
             out[key] = found
     return out
@@ -221,14 +262,16 @@ def _repairable(passed: bool, missing: int, count: int) -> bool:
 
 
 def repair(sandbox: Sandbox, suite: Suite, ctx: Context, failed: list[Unit]) -> list[Unit]:
-    """Repaired versions of ``failed`` (see the module docstring); one sandbox run for all."""
+    """Repaired versions of ``failed`` (see the module docstring); ``PROBE_RUNS`` sandbox runs for all."""
     probes = [p for p in map(make_probe, failed) if p.probe is not None]
     if not probes:
         return []
     support = {**suite.support, OBSERVE: _HELPER.strip()}
     probe_suite = Suite(units=[], imports=list(suite.imports), support=support)
-    run = sandbox.run(probe_suite.render([p.probe for p in probes], ctx))
-    values = parse_observations(run.observed)
+    module = probe_suite.render([p.probe for p in probes], ctx)
+    runs = [sandbox.run(module) for _ in range(PROBE_RUNS)]
+    run = runs[0]
+    values = parse_observations(*(r.observed for r in runs))
     repaired = []
     for probe in probes:
         outcome = run.outcomes.get(probe.unit.name)
