@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from fleet.junit import COLLECTION, Outcome
 from fleet.sandbox import Measure, RunResult, Sandbox
+from fleet.trm.divergence import divergence
 from fleet.trm.facts import without_hints
 from fleet.trm.parse import Rejection, Unit
 from fleet.trm.repair import Context
@@ -84,8 +85,11 @@ def _unit_of_context(context: str) -> str | None:
     return parts[1].split("[", 1)[0]
 
 
-def _coverage_by_unit(run: RunResult) -> dict[str, tuple[set[int], set[tuple[int, int]]]]:
-    out: dict[str, tuple[set[int], set[tuple[int, int]]]] = {}
+_PerUnit = dict[str, tuple[set[int], set[tuple[int, int]]]]
+
+
+def _coverage_by_unit(run: RunResult) -> _PerUnit:
+    out: _PerUnit = {}
     for context, lines in run.lines_by_context.items():
         unit = _unit_of_context(context)
         if unit is None:
@@ -107,9 +111,10 @@ class Judge:
     """Runs batches of candidates in one sandbox against one suite."""
 
     def __init__(self, sandbox: Sandbox, ctx: Context, base: Measure, *, reruns: int, max_error_chars: int,
-                 per_test: bool = True) -> None:
+                 per_test: bool = True, source: str = "") -> None:
         self.sandbox, self.ctx, self.base = sandbox, ctx, base
         self.reruns, self.max_error_chars, self.per_test = reruns, max_error_chars, per_test
+        self.source_lines = source.splitlines()
 
     def _first_run(self, suite: Suite, units: list[Unit], verdict: Verdict) -> RunResult:
         """Run kept + candidates once. If the module does not collect, the imports the reply added
@@ -138,11 +143,19 @@ class Judge:
         detail = trim_error(error.message, self.max_error_chars)
         verdict.rejected += [Rejection(u.name, reason, f"{LOAD_FAILED}: {detail}") for u in units]
 
-    def _reject_failed(self, unit: Unit, outcome: Outcome, verdict: Verdict) -> None:
+    def _path(self, unit: Unit, per_unit: _PerUnit, lines: set[int], arcs: set[tuple[int, int]]) -> str:
+        """Where ``unit``'s path left the code that the suite covering ``lines`` and ``arcs``
+        misses (:mod:`fleet.trm.divergence`), or ""."""
+        kept = self.base.with_covered(lines, arcs)
+        ran, took = per_unit.get(unit.name, (set(), set()))
+        found = divergence(ran, took, kept.missing_branches, kept.statements, set(kept.missing_lines))
+        return found.describe(self.source_lines) if found else ""
+
+    def _reject_failed(self, unit: Unit, outcome: Outcome, verdict: Verdict, path: str = "") -> None:
         """Record a candidate that failed its first run, and its mends if any: cut before the
         failure, and expecting the exception it raised in the code under test."""
         reason = reason_of(outcome)
-        verdict.rejected.append(Rejection(unit.name, reason, trim_error(outcome.message, self.max_error_chars)))
+        verdict.rejected.append(Rejection(unit.name, reason, trim_error(outcome.message, self.max_error_chars), path))
         if reason not in MENDABLE_REASONS:
             return
         cut = before_failure(unit, verdict.module, outcome.message)
@@ -160,9 +173,11 @@ class Judge:
         return name in self.ctx.analysis.names or name in self.ctx.elsewhere
 
     def _select(self, suite: Suite, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:
+        """The passing candidates that add coverage, best first; the others are rejected, each
+        with where its path left the code the kept suite misses."""
         per_unit = _coverage_by_unit(run)
-        lines: set[int] = set()
-        arcs: set[tuple[int, int]] = set()
+        lines: set[int] = set(run.lines_by_context.get("", set()))  # import time: covered by any suite
+        arcs: set[tuple[int, int]] = set(run.arcs_by_context.get("", set()))
         for unit in suite.units:
             got = per_unit.get(unit.name, (set(), set()))
             lines |= got[0]
@@ -174,7 +189,7 @@ class Judge:
             if outcome.passed:
                 passing.append(unit)
             else:
-                self._reject_failed(unit, outcome, verdict)
+                self._reject_failed(unit, outcome, verdict, self._path(unit, per_unit, lines, arcs))
 
         def gain(u: Unit) -> int:
             ul, ua = per_unit.get(u.name, (set(), set()))
@@ -188,7 +203,8 @@ class Judge:
                 lines |= ul
                 arcs |= ua
             else:
-                verdict.rejected.append(Rejection(unit.name, "no-new-coverage", "covers nothing the kept tests miss"))
+                verdict.rejected.append(Rejection(unit.name, "no-new-coverage", "covers nothing the kept tests miss",
+                                                  self._path(unit, per_unit, lines, arcs)))
         return accepted
 
     def _whole(self, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:

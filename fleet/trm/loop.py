@@ -79,7 +79,7 @@ class EngineSettings:
     max_temperature: float = 1.0
     max_clones: int = 12
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, cut, hints, repeats, siblings, runaway.
+    # segmenting, oracle, cut, hints, repeats, siblings, runaway, path-feedback.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -140,7 +140,7 @@ class _Run:
                                            lambda statement: absolute_import(statement, self.ctx))
         self.base: Measure = sandbox.measure_base()
         self.judge = Judge(sandbox, self.ctx, self.base, reruns=self.cfg.reruns, max_error_chars=self.cfg.max_error_chars,
-                           per_test="acceptance" not in self.cfg.ablate)
+                           per_test="acceptance" not in self.cfg.ablate, source=self.source)
         self.suite = Suite()
         self.measure = self.base
         self.quality = 0.0
@@ -219,14 +219,20 @@ class _Run:
         return completion, prefill.removeprefix("```python\n") + text
 
     def _record(self, iteration: int, rejected: list[Rejection], feed: bool = True) -> None:
-        """Report the rejections; with ``feed``, their errors become the next prompt's feedback."""
+        """Report the rejections; with ``feed``, they become the next prompt's feedback: the
+        failures' errors, then the tests that covered nothing new, each with where its path left
+        the uncovered code (:mod:`fleet.trm.divergence`; not with ``path-feedback`` ablated)."""
         for r in rejected:
-            self.rejected.append({"name": r.name, "reason": r.reason, "detail": r.detail, "iteration": iteration})
+            path = {"path": r.path} if r.path else {}
+            self.rejected.append({"name": r.name, "reason": r.reason, "detail": r.detail, "iteration": iteration, **path})
         if not feed:
             return
-        fed = [r for r in rejected if (r.reason in FEEDBACK_REASONS or Repeats.failed(r)) and r.detail]
-        self.errors = [f"{r.name}: {r.detail[:240]}" for r in fed]
-        self.facts.learn([r.detail for r in fed])
+        paths = "path-feedback" not in self.cfg.ablate
+        failed = [r for r in rejected if (r.reason in FEEDBACK_REASONS or Repeats.failed(r)) and r.detail]
+        idle = [r for r in rejected if paths and r.reason == "no-new-coverage" and r.path]
+        self.errors = [f"{r.name}: {r.detail[:240]}" + (f"; {r.path}" if paths and r.path else "")
+                       for r in failed + idle]
+        self.facts.learn([r.detail for r in failed])
 
     def _attempt(self, iteration: int) -> dict[str, Any]:
         """One prompt: choose a focus, ask, parse, judge, mend failed tests; the attempt's figures."""
@@ -348,7 +354,7 @@ class _Run:
         batch = renamed + fixed + self._raise_or_cut(verdict, {u.name for u in failed} - mended)
         if not batch:
             return Counter()
-        verdict.runs += 1 if fixed else 0
+        verdict.runs += oracle.PROBE_RUNS if fixed else 0
         second = self._rejudge(batch, verdict)
         again = [replace(u, origin="observed") for u in self._raise_or_cut(second, {u.name for u in fixed})]
         third = self._rejudge(again, verdict) if again else Verdict()

@@ -34,6 +34,7 @@ class Rejection:
     name: str
     reason: str
     detail: str = ""
+    path: str = ""  # where the test's path left the uncovered code (:mod:`fleet.trm.divergence`), when known
 
 
 @dataclass(frozen=True)
