@@ -32,11 +32,12 @@ def test_split_rejects_repeats_and_carries_the_earlier_failure():
     repeats = Repeats()
     fresh, repeated = repeats.split([Unit("test_a", BASE), Unit("test_b", BASE.replace("2", "5"))], no_support)
     assert [u.name for u in fresh] == ["test_a", "test_b"] and repeated == []
-    repeats.record([Rejection("test_b", "assertion", "assert 2 == 5")])
+    repeats.record([Rejection("test_b", "assertion", "assert 2 == 5", "it ran line 2 but never line 3")])
     fresh, repeated = repeats.split([Unit("test_a_2", BASE), Unit("test_c", BASE.replace("2", "5"))], no_support)
     assert fresh == []
     assert repeated[0] == Rejection("test_a_2", "repeat", "the same test as an earlier one")
     assert repeated[1].detail == "the same test as an earlier one, which failed: assert 2 == 5"
+    assert repeated[1].path == "it ran line 2 but never line 3"
     assert [Repeats.failed(r) for r in repeated] == [False, True]
 
 

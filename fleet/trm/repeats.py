@@ -64,8 +64,8 @@ class Repeats:
 
     def split(self, units: list[Unit], support_of: Callable[[Unit], list[str]]) -> tuple[list[Unit], list[Rejection]]:
         """The units not seen before, and a ``repeat`` rejection for each other one (a repeat
-        within ``units`` counts too), whose detail is the earlier error if there was one. Updates
-        the streak."""
+        within ``units`` counts too), whose detail (and path) is the earlier failure's if there was
+        one. Updates the streak."""
         fresh, repeated = [], []
         self.pending = {}
         for unit in units:
@@ -73,7 +73,7 @@ class Repeats:
             if key in self.outcomes:
                 earlier = self.outcomes[key]
                 detail = f"{_FAILED}{earlier.detail}" if earlier else _SAME
-                repeated.append(Rejection(unit.name, "repeat", detail))
+                repeated.append(Rejection(unit.name, "repeat", detail, earlier.path if earlier else ""))
             else:
                 self.pending[unit.name], self.outcomes[key] = key, None
                 fresh.append(unit)
