@@ -10,6 +10,7 @@ from fleet.trm.oracle import make_probe, parse_observations, repair
 from fleet.trm.parse import Unit
 from fleet.trm.repair import Context
 from fleet.trm.suite import Suite
+from tests.scripted_job import run_job
 
 SRC = "def area(w, h):\n    if w < 0:\n        raise ValueError('negative')\n    return w * h\n\n\nclass Box:\n    pass\n"
 
@@ -81,16 +82,8 @@ def test_observations_keep_agreeing_short_literals_and_address_free_reprs():
 
 
 def test_engine_keeps_the_repaired_test_and_marks_it():
-    from fleet.jobs import Job, Options
-    from fleet.llm.base import Sampling
-    from fleet.llm.scripted import ScriptedBackend
-    from fleet.trm.loop import Engine, EngineSettings
-
     reply = "area\n\ndef test_area():\n    assert area(2, 3) == 5\n\ndef test_neg():\n    with pytest.raises(ValueError):\n        area(-1, 1)\n"
-    job = Job(module="geo", target_path="geo.py", files={"geo.py": SRC}, options=Options(max_iterations=1))
-    engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
-                    settings=EngineSettings(reruns=2, mutation_max_mutants=0))
-    report = engine.run(job)
+    report, _ = run_job("geo", SRC, [reply])
     assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_area": "observed", "test_neg": "model"}
     assert "assert area(2, 3) == 6" in report["test_module"]
     assert report["coverage_after"]["line"] == 1.0
@@ -102,16 +95,8 @@ def test_engine_keeps_the_repaired_test_and_marks_it():
     (("raises",), "\n"),  # cut before the failing statement instead
 ])
 def test_a_repaired_test_that_still_fails_is_mended_once_more(ablate, ending):
-    from fleet.jobs import Job, Options
-    from fleet.llm.base import Sampling
-    from fleet.llm.scripted import ScriptedBackend
-    from fleet.trm.loop import Engine, EngineSettings
-
     reply = "def test_two():\n    assert area(2, 3) == 5\n    assert area(-1, 2) == 3\n"
-    job = Job(module="geo", target_path="geo.py", files={"geo.py": SRC}, options=Options(max_iterations=1))
-    engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
-                    settings=EngineSettings(reruns=2, mutation_max_mutants=0, max_prompts_per_iteration=1, ablate=ablate))
-    report = engine.run(job)
+    report, _ = run_job("geo", SRC, [reply], max_prompts_per_iteration=1, ablate=ablate)
     assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_two": "observed"}
     assert report["test_module"].endswith("def test_two():\n    assert area(2, 3) == 6" + ending)
     assert all(r["name"] != "test_two" for r in report["rejected"])
@@ -139,19 +124,11 @@ def test_a_repr_that_holds_a_string_hash_is_asserted_with_the_hash_masked():
     """The sandbox gives every run its own hash seed, as where the tests are used later; the probe
     runs twice, so a repr holding ``hash(str)`` is seen to differ in that number only and is
     asserted with it masked. The test then passes every rerun and is kept."""
-    from fleet.jobs import Job, Options
-    from fleet.llm.base import Sampling
-    from fleet.llm.scripted import ScriptedBackend
-    from fleet.trm.loop import Engine, EngineSettings
-
     source = ("class Tag:\n    def __init__(self, name):\n        self.name, self.h = name, hash(name)\n\n"
               "    def __repr__(self):\n        return f'Tag({self.name!r}, {self.h})'\n\n\n"
               "def tag(name):\n    return Tag(name)\n")
     reply = "def test_tag():\n    assert tag('a') == 5\n"
-    job = Job(module="tags", target_path="tags.py", files={"tags.py": source}, options=Options(max_iterations=1))
-    engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
-                    settings=EngineSettings(reruns=3, mutation_max_mutants=0, max_prompts_per_iteration=1))
-    report = engine.run(job)
+    report, _ = run_job("tags", source, [reply], reruns=3, max_prompts_per_iteration=1)
     assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_tag": "observed"}
     assert "assert re.fullmatch(\"Tag\\\\('a',\\\\ -?\\\\d+\\\\)\", repr(tag('a')))" in report["test_module"]
     assert "import re" in report["test_module"] and report["final_runs_passed"] == 3

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.jobs import Job, Options
-from fleet.llm.base import Sampling
-from fleet.llm.scripted import ScriptedBackend
-from fleet.sandbox import Limits
-from fleet.trm.loop import Engine, EngineSettings
 from fleet.trm.runaway import before_halt, repeating
+from tests.scripted_job import run_job
 
 A = "def test_a():\n    x = 1\n    assert f(x) == 2\n\n"
 A_AGAIN = "def test_a_3():\n    # once more\n    x = 1\n    assert f(x) == 2\n\n"
@@ -38,12 +34,8 @@ def test_only_top_level_blocks_count():
 @pytest.mark.parametrize("ablate", [(), ("runaway",)])
 def test_the_engine_stops_a_runaway_reply_at_the_repeat(ablate):
     source = "def f(x):\n    if x:\n        return x + 1\n    return 1\n"
-    job = Job(module="m", target_path="m.py", files={"m.py": source}, options=Options(max_iterations=1))
-    backend = ScriptedBackend([A + A_AGAIN + B])
-    engine = Engine(backend, sampling=Sampling(), limits=Limits(),
-                    settings=EngineSettings(reruns=2, mutation_max_mutants=0, prompts_per_iteration=1,
-                                            max_prompts_per_iteration=1, ablate=ablate))
-    report = engine.run(job)
+    report, _ = run_job("m", source, [A + A_AGAIN + B], prompts_per_iteration=1, max_prompts_per_iteration=1,
+                        ablate=ablate)
     names = [t["name"] for t in report["tests"]]
     if ablate:
         assert names == ["test_a", "test_b"]

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.jobs import Job, Options
-from fleet.llm.base import Sampling
-from fleet.llm.scripted import ScriptedBackend
-from fleet.sandbox import Limits
-from fleet.trm.loop import Engine, EngineSettings
 from fleet.trm.parse import Unit
 from fleet.trm.siblings import Siblings, called, class_families, families, instances, retarget
+from tests.scripted_job import run_job
 
 SRC = """\
 class Acc:
@@ -84,11 +80,7 @@ def test_one_clone_per_uncovered_sibling_from_the_shortest_caller_and_never_twic
 @pytest.mark.parametrize("off", [{}, {"ablate": ("siblings",)}, {"max_clones": 0}])
 def test_the_loop_keeps_clones_that_add_coverage_with_observed_values(off):
     reply = "def test_add():\n    acc = Acc(2)\n    assert acc.add(3).n == 5\n"
-    job = Job(module="acc", target_path="acc.py", files={"acc.py": SRC}, options=Options(max_iterations=1))
-    engine = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(),
-                    settings=EngineSettings(reruns=2, mutation_max_mutants=0, max_prompts_per_iteration=1,
-                                            prompts_per_iteration=1, **off))
-    report = engine.run(job)
+    report, _ = run_job("acc", SRC, [reply], max_prompts_per_iteration=1, prompts_per_iteration=1, **off)
     origins = {t["name"]: t["oracle"] for t in report["tests"]}
     if off:
         assert origins == {"test_add": "model"}

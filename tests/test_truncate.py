@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fleet.trm.parse import Unit
 from fleet.trm.truncate import before_failure, expecting_failure, failing_line, raised_in_target
+from tests.scripted_job import run_job
 
 MODULE = '''import pytest
 from calc import sign
@@ -103,20 +104,11 @@ def test_an_exception_is_not_expected_when_unnameable_or_not_from_the_code():
 
 
 def test_the_engine_keeps_a_test_expecting_a_deliberate_raise():
-    from fleet.jobs import Job, Options
-    from fleet.llm.base import Sampling
-    from fleet.llm.scripted import ScriptedBackend
-    from fleet.sandbox import Limits
-    from fleet.trm.loop import Engine, EngineSettings
-
     source = "def area(w, h):\n    if w < 0:\n        raise ValueError('negative')\n    return w * h\n"
     reply = "area\n\ndef test_area():\n    assert area(2, 3) == 6\n\ndef test_negative():\n    assert area(-1, 2) == -2\n"
-    job = Job(module="geo", target_path="geo.py", files={"geo.py": source}, options=Options(max_iterations=1))
-    settings = EngineSettings(reruns=2, mutation_max_mutants=0, prompts_per_iteration=1, ablate=("oracle",))
-    report = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(), settings=settings).run(job)
+    report, _ = run_job("geo", source, [reply], prompts_per_iteration=1, ablate=("oracle",))
     assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_area": "model", "test_negative": "raises"}
     assert "with pytest.raises(ValueError):\n        area(-1, 2) == -2" in report["test_module"]
     assert "1 expecting the exception raised" in " ".join(report["trace"])
-    settings = EngineSettings(reruns=2, mutation_max_mutants=0, prompts_per_iteration=1, ablate=("oracle", "raises"))
-    ablated = Engine(ScriptedBackend([reply]), sampling=Sampling(), limits=Limits(), settings=settings).run(job)
+    ablated, _ = run_job("geo", source, [reply], prompts_per_iteration=1, ablate=("oracle", "raises"))
     assert [t["name"] for t in ablated["tests"]] == ["test_area"]

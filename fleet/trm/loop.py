@@ -184,21 +184,23 @@ class _Run:
             chosen.append(seg)
         if not chosen:
             return prompts.Focus((), errors=self.errors, examples=self.examples)
-        missing = set(self.measure.missing_lines)
-        missing_arcs = {a for a, _ in self.measure.missing_branches}
+        missing, sources = self._missing()
         lines = self.source.splitlines()
         spans = set().union(*(set(seg.lines()) for seg in chosen))
-        text = [lines[n - 1] for n in sorted(missing.union(missing_arcs) & spans) if n <= len(lines)]
+        text = [lines[n - 1] for n in sorted(missing.union(sources) & spans) if n <= len(lines)]
         return prompts.Focus(tuple(chosen), missing_lines=text, errors=self.errors, examples=self.examples)
 
     def _gap_by_segment(self) -> list[tuple[int, Segment]]:
         """``(gap, segment)`` for each segment with uncovered lines or branch sources, where gap
         counts both, in source order."""
-        missing = set(self.measure.missing_lines)
-        missing_arcs = {a for a, _ in self.measure.missing_branches}
-        scored = [(len(missing.intersection(seg.lines())) + len(missing_arcs.intersection(seg.lines())), seg)
+        missing, sources = self._missing()
+        scored = [(len(missing.intersection(seg.lines())) + len(sources.intersection(seg.lines())), seg)
                   for seg in self.analysis.segments]
         return [(gap, seg) for gap, seg in scored if gap]
+
+    def _missing(self) -> tuple[set[int], set[int]]:
+        """The kept suite's uncovered lines, and the source lines of its uncovered branch arcs."""
+        return set(self.measure.missing_lines), {a for a, _ in self.measure.missing_branches}
 
     # -- one iteration -----------------------------------------------------------------------
     def _ask(self, focus: prompts.Focus, attempt: int, temperature: float):
