@@ -58,6 +58,7 @@ def engine_settings(**overrides) -> EngineSettings:
     overrides.setdefault("max_prompts_per_iteration", 1)
     overrides.setdefault("ablate", ("oracle",))  # these tests are about rejection and feedback; see test_oracle.py
     overrides.setdefault("mutation_max_mutants", 0)
+    overrides.setdefault("max_variants", 0)  # see test_variants.py
     return EngineSettings(**overrides)
 
 

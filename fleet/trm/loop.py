@@ -38,6 +38,7 @@ from fleet.trm.renames import Renames, misspelling, rewrite
 from fleet.trm.repeats import Repeats
 from fleet.trm.runaway import before_halt, repeating
 from fleet.trm.siblings import Siblings
+from fleet.trm.variants import Variants
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
 from fleet.trm.suite import Suite
@@ -55,6 +56,7 @@ MENDS = {"observed": "with observed expected values", "cut": "cut before a faili
          "raises": "expecting the exception raised", "renamed": "with a misspelt name corrected"}
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target",
                     "unsafe-call"}
+AMPLIFIED = ("clones", "clones_kept", "variants", "variants_kept")  # per attempt, of :meth:`_Run._amplify`
 NO_TESTS_COLLECTED = 5  # pytest's exit code for the baseline run, a module that only imports the target
 
 
@@ -78,8 +80,9 @@ class EngineSettings:
     repeat_temperature_step: float = 0.25
     max_temperature: float = 1.0
     max_clones: int = 12
+    max_variants: int = 12
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, cut, hints, repeats, siblings, runaway, path-feedback.
+    # segmenting, oracle, cut, hints, repeats, siblings, variants, runaway, path-feedback.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -154,6 +157,7 @@ class _Run:
         self.renames = Renames(self.source)
         self.repeats = Repeats(step=settings.repeat_temperature_step, max_temperature=settings.max_temperature)
         self.siblings = Siblings.of(self.source)
+        self.variants = Variants.of(self.source, self.analysis.names)
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
@@ -258,31 +262,42 @@ class _Run:
             f"not judged again; {len(verdict.accepted)} kept "
             f"({', '.join(f'{mended[origin]} {text}' for origin, text in MENDS.items())}); "
             f"{corrected} definition(s) corrected before judging")
-        clones, cloned = self._amplify(iteration)
+        made, cloned = self._amplify(iteration)
         return {"focus": label, "kept": len(verdict.accepted) + len(cloned.accepted),
                 "rejected": len(parsed.rejected) + len(repeated) + len(verdict.rejected) + len(cloned.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
                 "prompt_seconds": round(completion.prompt_seconds, 3), "cached_tokens": completion.cached_tokens,
                 "sandbox_runs": verdict.runs + cloned.runs, "repeats": len(repeated), "temperature": temperature,
-                "clones": clones, "clones_kept": len(cloned.accepted), "reply": code}
+                **{key: made.get(key, 0) for key in AMPLIFIED}, "reply": code}
 
-    def _amplify(self, iteration: int) -> tuple[int, Verdict]:
-        """Clones of kept tests re-aimed at uncovered siblings (:mod:`fleet.trm.siblings`), judged
-        and mended like the model's tests, kept ones marked ``clone``; their errors are not fed
-        back (the model did not write them). How many were made, and their verdict."""
-        if "siblings" in self.cfg.ablate or self.cfg.max_clones <= 0 or self._spent():
-            return 0, Verdict()
-        uncovered = [seg.name for _, seg in sorted(self._gap_by_segment(), key=lambda item: -item[0])]
-        clones = self.siblings.clones(self.suite.units, uncovered, self.cfg.max_clones)
-        if not clones:
-            return 0, Verdict()
-        verdict, mended = self._settle(self.suite.absorb(Parsed(units=clones)))
+    def _amplify(self, iteration: int) -> tuple[dict[str, int], Verdict]:
+        """Kept tests re-aimed at uncovered siblings (:mod:`fleet.trm.siblings`, origin ``clone``)
+        and with one input literal changed (:mod:`fleet.trm.variants`, origin ``variant``),
+        without the model; judged and mended like the model's tests in one batch, their errors
+        not fed back (the model did not write them). How many of each were made and kept, and
+        their verdict."""
+        cfg = self.cfg
+        if self._spent():
+            return {}, Verdict()
+        gaps = [seg for _, seg in sorted(self._gap_by_segment(), key=lambda item: -item[0])]
+        clones = [] if "siblings" in cfg.ablate or cfg.max_clones <= 0 else \
+            self.siblings.clones(self.suite.units, [seg.name for seg in gaps], cfg.max_clones)
+        variants = [] if "variants" in cfg.ablate or cfg.max_variants <= 0 else \
+            self.variants.variants(self.suite.units, gaps, cfg.max_variants)
+        if not clones and not variants:
+            return {}, Verdict()
+        batch = self.suite.absorb(Parsed(units=clones + variants))
+        origin = {absorbed.name: made.origin for absorbed, made in zip(batch, clones + variants)}
+        verdict, mended = self._settle(batch)
         self._record(iteration, verdict.rejected, feed=False)
-        kept = {u.name for u in verdict.accepted}
-        self.suite.units = [replace(u, origin="clone") if u.name in kept else u for u in self.suite.units]
+        kept = Counter(origin.get(u.name, u.origin) for u in verdict.accepted)
+        self.suite.units = [replace(u, origin=origin.get(u.name, u.origin)) if u in verdict.accepted else u
+                            for u in self.suite.units]
         self.trace.append(f"iteration {iteration}: {len(clones)} clone(s) of kept tests aimed at uncovered siblings, "
-                          f"{len(kept)} kept ({mended['observed']} with observed expected values)")
-        return len(clones), verdict
+                          f"{kept['clone']} kept; {len(variants)} variant(s) with an input changed, {kept['variant']} kept "
+                          f"({mended['observed']} with observed expected values)")
+        return {"clones": len(clones), "clones_kept": kept["clone"], "variants": len(variants),
+                "variants_kept": kept["variant"]}, verdict
 
     def _settle(self, candidates: list[Unit]) -> tuple[Verdict, Counter[str]]:
         """Judge ``candidates``, mend the failed ones (:meth:`_second_chance`) and take the kept
@@ -311,7 +326,7 @@ class _Run:
         self.trace.append(f"iteration {iteration}: quality {before:.3f} → {self.quality:.3f}")
         total = {key: sum(s[key] for s in steps) for key in
                  ("kept", "rejected", "tokens_in", "tokens_out", "prompt_seconds", "cached_tokens", "sandbox_runs",
-                  "repeats", "clones", "clones_kept")}
+                  "repeats", *AMPLIFIED)}
         return {
             "iteration": iteration, "focus": "; ".join(s["focus"] for s in steps), "quality": self.quality,
             "improvement": round(self.quality - before, 4), "line": round(self.measure.line_rate, 4),

@@ -63,7 +63,8 @@ def families(source: str) -> dict[str, list[str]]:
     return {q: [o for o in members if o != q] for members in groups.values() if len(members) > 1 for q in members}
 
 
-def _callee(node: ast.expr) -> str:
+def callee(node: ast.expr) -> str:
+    """The name a call (or a callable expression) invokes: ``f`` of ``f(...)`` and ``x.f(...)``, else ""."""
     func = node.func if isinstance(node, ast.Call) else node
     return getattr(func, "attr", None) or getattr(func, "id", "")
 
@@ -72,13 +73,13 @@ def _fields(node: ast.ClassDef) -> tuple[str, ...] | None:
     """The fields of a ``NamedTuple("X", [("a", T), …])``/``namedtuple("X", "a b")`` base or of a
     ``@dataclass`` (its annotated attributes); None for other classes."""
     for base in node.bases:
-        if isinstance(base, ast.Call) and _callee(base) in ("NamedTuple", "namedtuple") and len(base.args) >= 2:
+        if isinstance(base, ast.Call) and callee(base) in ("NamedTuple", "namedtuple") and len(base.args) >= 2:
             spec = base.args[1]
             if isinstance(spec, ast.Constant) and isinstance(spec.value, str):
                 return tuple(spec.value.replace(",", " ").split())
             items = [e.elts[0] if isinstance(e, ast.Tuple) and e.elts else e for e in getattr(spec, "elts", [])]
             return tuple(str(getattr(e, "value", "?")) for e in items)
-    if any(_callee(d) == "dataclass" for d in node.decorator_list):
+    if any(callee(d) == "dataclass" for d in node.decorator_list):
         return tuple(a.target.id for a in node.body if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name))
     return None
 
@@ -160,7 +161,7 @@ def _short(qualname: str) -> str:
 
 def called(source: str) -> set[str]:
     """Names the test calls, as ``f(...)`` or ``x.f(...)``."""
-    return {_callee(node) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)} - {""}
+    return {callee(node) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)} - {""}
 
 
 class _Retarget(ast.NodeTransformer):
@@ -178,7 +179,7 @@ class _Retarget(ast.NodeTransformer):
 
 
 def _calls(node: ast.AST, name: str) -> bool:
-    return any(isinstance(n, ast.Call) and _callee(n) == name for n in ast.walk(node))
+    return any(isinstance(n, ast.Call) and callee(n) == name for n in ast.walk(node))
 
 
 def _names(node: ast.AST, names: set[str]) -> bool:
@@ -189,7 +190,7 @@ def _method_call(node: ast.AST) -> bool:
     return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) for n in ast.walk(node))
 
 
-class _Unexpect(ast.NodeTransformer):
+class Unexpect(ast.NodeTransformer):
     """Each ``assert`` that any of ``marks`` holds for becomes ``assert <value> == None``: an
     oracle site whose expectation (worked out for other code) the observed value replaces. The
     value is, for a one-operator comparison, the one side that the first mark able to tell the
@@ -232,19 +233,19 @@ def _clone(unit: Unit, tree: ast.Module, suffix: str) -> Unit:
 
 def retarget(unit: Unit, old: str, new: str) -> Unit:
     """``unit`` with every call of ``old`` made a call of ``new``, its assertions on such calls
-    turned into oracle sites (:class:`_Unexpect`), named ``<name>__<new>``."""
+    turned into oracle sites (:class:`Unexpect`), named ``<name>__<new>``."""
     tree = _Retarget(old, new).visit(ast.parse(unit.source))
-    return _clone(unit, _Unexpect(lambda node: _calls(node, new)).visit(tree), new)
+    return _clone(unit, Unexpect(lambda node: _calls(node, new)).visit(tree), new)
 
 
 def swap(unit: Unit, mapping: dict[str, str], new: str) -> Unit:
     """``unit`` with the names of ``mapping`` (a class and its module-level instances) replaced by
     their siblings', each assertion that calls a method or names them turned into an oracle site
-    (:class:`_Unexpect`: the side that calls a method, else the side that names them), named
+    (:class:`Unexpect`: the side that calls a method, else the side that names them), named
     ``<name>__<new>``."""
     tree = _Rename(mapping).visit(ast.parse(unit.source))
     swapped = set(mapping.values())
-    return _clone(unit, _Unexpect(_method_call, lambda node: _names(node, swapped)).visit(tree), new)
+    return _clone(unit, Unexpect(_method_call, lambda node: _names(node, swapped)).visit(tree), new)
 
 
 @dataclass

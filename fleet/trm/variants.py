@@ -1,0 +1,196 @@
+"""Input variants: a kept test with one input literal changed, without the model.
+
+A kept test already builds inputs the code accepts; a branch it misses often wants that input
+changed a little: an empty text or collection, zero, the next or the negated number, the other
+boolean (test amplification by literal mutation, as DSpot does for Java). An *input literal* of
+a test is a literal (number, string, boolean, or a list/tuple/set/dict display) that is an
+argument of a call of the target's code (a top-level name of the target, or one of its
+methods), or the value assigned to a name the test passes to such a call (``text = "..."``
+then ``parse(text)``). A variant replaces one input literal by one of its :func:`replacements`;
+each assertion becomes an oracle site (``assert <value> == None``, the value being the side that
+is not a constant), so the loop mends it with the observed values like a sibling clone
+(:mod:`fleet.trm.siblings`) and judges it like any test: kept only if it passes every rerun and
+adds coverage. Variants are named ``<test>__v<n>`` and the report marks kept ones ``variant``.
+
+Tests are taken in the order of the first uncovered segment whose name (or public entry) they
+call; each pass takes the next untried variant of each test in turn, up to the pass's limit.
+Variants are not made of variants.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fleet.analysis import Segment, functions
+from fleet.trm.parse import Unit
+from fleet.trm.siblings import Unexpect, callee
+
+_CONTAINERS = (ast.List, ast.Tuple, ast.Set, ast.Dict)
+
+
+def _literal(node: ast.AST) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _NOT_LITERAL
+
+
+_NOT_LITERAL = object()
+
+
+def replacements(node: ast.expr) -> list[ast.expr]:
+    """The variants of one input literal, in order: a bool → its negation; an int ``v`` → 0,
+    v + 1, v − 1, −v; a float → 0.0, −v, v / 2; a str ``s`` → "", ``s`` without its last
+    character, ``s`` twice; a display of n > 0 items → empty, and its first item alone when
+    n > 1. Each differs from the original; none for other literals (None, bytes)."""
+    value = _literal(node)
+    if isinstance(node, _CONTAINERS):
+        return _shrunk(node) if value is not _NOT_LITERAL else []
+    if isinstance(value, bool):
+        options: list[Any] = [not value]
+    elif isinstance(value, int):
+        options = [0, value + 1, value - 1, -value]
+    elif isinstance(value, float):
+        options = [0.0, -value, value / 2]
+    elif isinstance(value, str):
+        options = ["", value[:-1], value + value]
+    else:
+        return []
+    unique = [v for v in dict.fromkeys(options) if v != value or type(v) is not type(value)]
+    return [ast.Constant(v) for v in unique]
+
+
+def _shrunk(node: ast.expr) -> list[ast.expr]:
+    """A display emptied, and cut to its first item when it has more than one."""
+    if isinstance(node, ast.Dict):
+        count = len(node.keys)
+        first = ast.Dict(node.keys[:1], node.values[:1])
+        empty: ast.expr = ast.Dict([], [])
+    elif isinstance(node, ast.Set):
+        count = len(node.elts)
+        first = ast.Set(node.elts[:1])
+        empty = ast.Call(ast.Name("set", ast.Load()), [], [])
+    else:
+        count = len(node.elts)
+        first = type(node)(node.elts[:1], ast.Load())
+        empty = type(node)([], ast.Load())
+    if count == 0:
+        return []
+    return [empty] + ([first] if count > 1 else [])
+
+
+def callables(source: str, names: frozenset[str]) -> set[str]:
+    """The short names a test may call the target's code by: its top-level names and methods."""
+    return set(names) | {qualname.rpartition(".")[2] for qualname, _ in functions(ast.parse(source))}
+
+
+def _is_input(node: ast.expr) -> bool:
+    return _literal(node) is not _NOT_LITERAL and not (isinstance(node, ast.Constant) and node.value is None)
+
+
+def input_literals(tree: ast.AST, targets: set[str]) -> list[ast.expr]:
+    """The test's input literals (see the module docstring), in source order."""
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and callee(n) in targets]
+    args = [a for call in calls for a in call.args + [k.value for k in call.keywords]]
+    passed = {a.id for a in args if isinstance(a, ast.Name)}
+    found = [a for a in args if _is_input(a)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id in passed and _is_input(node.value):
+            found.append(node.value)
+    return sorted(found, key=lambda n: (n.lineno, n.col_offset))
+
+
+def _constant(node: ast.AST) -> bool:
+    return _literal(node) is not _NOT_LITERAL
+
+
+class _Swap(ast.NodeTransformer):
+    """Replace the expression at ``old``'s position (line, column, node type) by ``new``."""
+
+    def __init__(self, old: ast.expr, new: ast.expr) -> None:
+        self.old, self.new = (old.lineno, old.col_offset, type(old)), new
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, ast.expr) and (getattr(node, "lineno", None), getattr(node, "col_offset", None),
+                                           type(node)) == self.old:
+            return self.new
+        return super().generic_visit(node)
+
+
+def variant(unit: Unit, targets: set[str], index: int, choice: int, number: int) -> Unit | None:
+    """``unit`` with its ``index``-th input literal replaced by its ``choice``-th replacement and
+    its assertions made oracle sites, named ``<name>__v<number>``; None when there is no such."""
+    tree = ast.parse(unit.source)
+    literals = input_literals(tree, targets)
+    if index >= len(literals):
+        return None
+    options = replacements(literals[index])
+    if choice >= len(options):
+        return None
+    tree = _Swap(literals[index], options[choice]).visit(tree)
+    tree = Unexpect(lambda node: not _constant(node)).visit(tree)
+    name = f"{unit.name}__v{number}"
+    tree.body[0].name = name
+    return replace(unit, name=name, source=ast.unparse(ast.fix_missing_locations(tree)) + "\n", origin="variant")
+
+
+def _plan(unit: Unit, targets: set[str]) -> list[tuple[int, int]]:
+    """Every (literal index, replacement index) of ``unit``, the first replacement of each literal
+    first, then the second of each, and so on."""
+    try:
+        literals = input_literals(ast.parse(unit.source), targets)
+    except SyntaxError:
+        return []
+    counts = [len(replacements(node)) for node in literals]
+    return [(i, c) for c in range(max(counts, default=0)) for i, n in enumerate(counts) if c < n]
+
+
+@dataclass
+class Variants:
+    """The target's callable names, and the variants made in this job."""
+
+    targets: set[str]
+    tried: set[tuple[str, int, int]] = field(default_factory=set)
+    made: int = 0
+
+    @classmethod
+    def of(cls, source: str, names: frozenset[str]) -> "Variants":
+        return cls(callables(source, names))
+
+    def variants(self, kept: list[Unit], uncovered: list[Segment], limit: int) -> list[Unit]:
+        """At most ``limit`` untried variants of the kept tests (not of variants) that call an
+        ``uncovered`` segment or its entry, the tests of the first such segment first; one per
+        test in turn."""
+        queue = self._ordered([u for u in kept if u.name.startswith("test") and u.origin != "variant"], uncovered)
+        plans = {u.name: [p for p in _plan(u, self.targets) if (u.name, *p) not in self.tried] for u in queue}
+        out: list[Unit] = []
+        while len(out) < limit and any(plans.values()):
+            for unit in queue:
+                if plans[unit.name] and len(out) < limit:
+                    index, choice = plans[unit.name].pop(0)
+                    self.tried.add((unit.name, index, choice))
+                    self.made += 1
+                    made = variant(unit, self.targets, index, choice, self.made)
+                    if made is not None:
+                        out.append(made)
+        return out
+
+    @staticmethod
+    def _ordered(tests: list[Unit], uncovered: list[Segment]) -> list[Unit]:
+        """The tests that call an uncovered segment (by its short name or an entry's), by the
+        first such segment."""
+        rank: dict[str, int] = {}
+        for unit in tests:
+            try:
+                calls = {callee(n) for n in ast.walk(ast.parse(unit.source)) if isinstance(n, ast.Call)}
+            except SyntaxError:
+                continue
+            for i, seg in enumerate(uncovered):
+                names = {seg.name.rpartition(".")[2], *(e.rpartition(".")[2] for e in seg.entry)}
+                if calls & names:
+                    rank[unit.name] = i
+                    break
+        return sorted((u for u in tests if u.name in rank), key=lambda u: rank[u.name])

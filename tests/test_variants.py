@@ -1,0 +1,91 @@
+"""Input variants (fleet.trm.variants): a kept test with one input literal changed, judged by the loop."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from fleet.analysis import Segment
+from fleet.trm.parse import Unit
+from fleet.trm.variants import Variants, callables, input_literals, replacements, variant
+from tests.scripted_job import run_job
+
+
+def texts(node_source: str) -> list[str]:
+    return [ast.unparse(n) for n in replacements(ast.parse(node_source, mode="eval").body)]
+
+
+@pytest.mark.parametrize("literal, expected", [
+    ("5", ["0", "6", "4", "-5"]),
+    ("0", ["1", "-1"]),
+    ("True", ["False"]),
+    ("2.5", ["0.0", "-2.5", "1.25"]),
+    ("'ab'", ["''", "'a'", "'abab'"]),
+    ("''", []),  # every replacement of '' is '' again
+    ("[1, 2]", ["[]", "[1]"]),
+    ("(1,)", ["()"]),
+    ("{'a': 1, 'b': 2}", ["{}", "{'a': 1}"]),
+    ("{1, 2}", ["set()", "{1}"]),
+    ("None", []),
+    ("b'x'", []),
+])
+def test_replacements_of_a_literal(literal, expected):
+    assert texts(literal) == expected
+
+
+SRC = "class P:\n    def parse(self, text, strict=False):\n        return text\n\n\ndef load(n):\n    return n\n"
+TARGETS = callables(SRC, frozenset({"P", "load"}))
+
+
+def test_input_literals_are_call_arguments_and_values_passed_by_name():
+    test = ("def test_p():\n    text = 'a: b'\n    other = 'unused'\n    p = P()\n"
+            "    assert p.parse(text, strict=True) == 'a: b'\n    assert len([1, 2]) == 2\n    assert load(3) == 3\n")
+    found = [ast.unparse(n) for n in input_literals(ast.parse(test), TARGETS)]
+    assert found == ["'a: b'", "True", "3"]  # not 'unused' (never passed), not [1, 2] (len is not the target's)
+
+
+def test_a_variant_changes_one_literal_and_makes_its_assertions_oracle_sites():
+    unit = Unit("test_p", "def test_p():\n    text = 'a: b'\n    assert P().parse(text) == 'a: b'\n    assert load(3) > 0\n")
+    made = variant(unit, TARGETS, index=0, choice=0, number=7)
+    assert made.name == "test_p__v7" and made.origin == "variant"
+    assert made.source == ("def test_p__v7():\n    text = ''\n    assert P().parse(text) == None\n"
+                           "    assert load(3) == None\n")  # one-operator comparisons: the non-constant side
+    assert variant(unit, TARGETS, index=2, choice=0, number=8) is None
+    assert variant(unit, TARGETS, index=1, choice=9, number=8) is None
+
+
+def test_variants_take_tests_of_uncovered_segments_in_turn_never_twice_nor_of_variants():
+    a = Unit("test_a", "def test_a():\n    assert load(3) == 3\n")
+    b = Unit("test_b", "def test_b():\n    assert P().parse('x') == 'x'\n")
+    c = Unit("test_c", "def test_c():\n    assert 1 == 1\n")  # calls nothing of the target
+    v = Unit("test_a__v1", "def test_a__v1():\n    assert load(0) == 0\n", origin="variant")
+    parse = Segment("P.parse", 2, 3, "parse(self, text)", 1, is_method=True)
+    load = Segment("load", 6, 7, "load(n)", 1)
+    variants = Variants.of(SRC, frozenset({"P", "load"}))
+    first = variants.variants([a, b, c, v], [parse, load], limit=3)
+    assert [u.source.split("(")[0] for u in first] == ["def test_b__v1", "def test_a__v2", "def test_b__v3"]
+    assert "parse('')" in first[0].source and "load(0)" in first[1].source and "parse('xx')" in first[2].source
+    rest = variants.variants([a, b, c, v], [parse, load], limit=10)
+    assert [u.source.split("(")[0] for u in rest] == ["def test_a__v4", "def test_a__v5", "def test_a__v6"]
+    assert variants.variants([a, b, c, v], [parse, load], limit=10) == []
+
+
+TARGET = "def words(text):\n    if not text:\n        return []\n    return text.split()\n"
+
+
+@pytest.mark.parametrize("off", [{}, {"ablate": ("variants",)}, {"max_variants": 0}])
+def test_the_loop_keeps_a_variant_that_adds_coverage_with_its_observed_value(off):
+    reply = "def test_words():\n    assert words('a b') == ['a', 'b']\n"
+    settings = {"max_variants": 12, **off}
+    report, _ = run_job("w", TARGET, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1, **settings)
+    origins = {t["name"]: t["oracle"] for t in report["tests"]}
+    attempt = report["iterations"][0]["attempts"][0]
+    if off:
+        assert origins == {"test_words": "model"} and attempt["variants"] == 0
+        return
+    # '' reaches ``return []``; 'a' and 'a ba b' cover nothing new and are not kept
+    assert origins == {"test_words": "model", "test_words__v1": "variant"}
+    assert "assert words('') == []" in report["test_module"]
+    assert attempt["variants"] == 3 and attempt["variants_kept"] == 1
+    assert report["coverage_after"]["branch"] == 1.0
