@@ -28,16 +28,15 @@ from fleet.trm.parse import Unit
 from fleet.trm.siblings import Unexpect, callee
 
 _CONTAINERS = (ast.List, ast.Tuple, ast.Set, ast.Dict)
+_NOT_LITERAL = object()
 
 
 def _literal(node: ast.AST) -> Any:
+    """The value of a literal expression, else ``_NOT_LITERAL``."""
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return _NOT_LITERAL
-
-
-_NOT_LITERAL = object()
 
 
 def replacements(node: ast.expr) -> list[ast.expr]:
