@@ -62,9 +62,11 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture
 def fleet_env(redis_server, tmp_path, monkeypatch):
-    """FLEET_* settings for a test fleet on the test Redis, with a private data dir and prefix."""
+    """FLEET_* settings for a test fleet on the test Redis, with a private data dir and prefix, and
+    no input variants (tests/test_variants.py covers them)."""
     redis.Redis.from_url(redis_server).flushdb()
-    env = {"FLEET_REDIS_URL": redis_server, "FLEET_DATA_DIR": str(tmp_path / "data")}
+    env = {"FLEET_REDIS_URL": redis_server, "FLEET_DATA_DIR": str(tmp_path / "data"),
+           "FLEET_ENGINE_MAX_VARIANTS": "0"}  # scripted scenarios keep what their replies hold
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

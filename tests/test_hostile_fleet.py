@@ -62,6 +62,7 @@ SANDBOX_ENV = {
     "FLEET_ENGINE_MAX_ITERATIONS": "1",
     "FLEET_ENGINE_RERUNS": "1",
     "FLEET_ENGINE_MUTATION_MAX_MUTANTS": "0",
+    "FLEET_ENGINE_MAX_VARIANTS": "0",  # the benign job keeps what its reply holds
     "FLEET_CACHE_ENABLED": "0",
     "FLEET_LEARNING_ENABLED": "0",
     "FLEET_LEARNING_EMBEDDER": "hash",

@@ -38,7 +38,7 @@ def local(tmp_path, monkeypatch):
     env = {"FLEET_DATA_DIR": str(tmp_path / "data"), "FLEET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
            "FLEET_FLOWER_PORT": str(free_port()), "FLEET_METRICS_PORT": str(free_port()),
            "FLEET_LLM_BACKEND": "scripted", "FLEET_LLM_SCRIPT": str(script), "FLEET_LLM_SCRIPT_DELAY": "2",
-           "FLEET_LEARNING_EMBEDDER": "hash", "FLEET_ENGINE_PROMPTS_PER_ITERATION": "1",
+           "FLEET_LEARNING_EMBEDDER": "hash", "FLEET_ENGINE_PROMPTS_PER_ITERATION": "1", "FLEET_ENGINE_MAX_VARIANTS": "0",
            "FLEET_CELERY_SOFT_SHUTDOWN_TIMEOUT": "1", "FLEET_LOCAL_START_TIMEOUT": "90"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
