@@ -5,9 +5,12 @@ while none of them has yet raised quality by ``quality_threshold``; each attempt
 tests of one focus (the whole public API first for small modules, then up to three segments
 with the most uncovered lines and branches, segments that yielded nothing being tried later)
 and judges the reply test by test (:mod:`fleet.trm.judge`), skipping tests it wrote before in this
-job and sampling hotter while replies repeat (:mod:`fleet.trm.repeats`); kept tests are then
-re-aimed at uncovered sibling callables and classes without the model
-(:mod:`fleet.trm.siblings`). The iteration then scores the kept suite (:mod:`fleet.trm.quality`).
+job and sampling hotter while replies repeat (:mod:`fleet.trm.repeats`); failed tests are fed back
+with their errors and where their path left the uncovered code (:mod:`fleet.trm.divergence`).
+Kept tests are then re-aimed at uncovered sibling callables and classes
+(:mod:`fleet.trm.siblings`) and copied with one input literal changed
+(:mod:`fleet.trm.variants`), without the model. The iteration then scores the kept suite
+(:mod:`fleet.trm.quality`).
 The kept suite only grows by tests that pass every rerun and add coverage, so quality never
 drops below an earlier iteration's. It stops when:
 quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
