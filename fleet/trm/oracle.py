@@ -29,6 +29,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fleet.sandbox import OBSERVED_FILE, Sandbox
 from fleet.trm.parse import Unit
@@ -58,12 +59,19 @@ class Observation:
     pattern: bool = False  # ``value`` is a regular expression the repr must match in full
 
 
-def _is_literal(node: ast.AST) -> bool:
+NOT_LITERAL = object()
+
+
+def literal_value(node: ast.AST) -> Any:
+    """The value of a literal expression, else ``NOT_LITERAL``."""
     try:
-        ast.literal_eval(node)
+        return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
+        return NOT_LITERAL
+
+
+def is_literal(node: ast.AST) -> bool:
+    return literal_value(node) is not NOT_LITERAL
 
 
 _CONSTANT_NODES = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List, ast.Set, ast.Dict,
@@ -204,7 +212,7 @@ def as_observation(text: str) -> Observation | None:
         node = ast.parse(text, mode="eval").body
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         node = None
-    if node is not None and _is_literal(node):
+    if node is not None and is_literal(node):
         return Observation(node)
     return Observation(ast.Constant(text), by_repr=True)
 

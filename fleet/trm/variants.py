@@ -25,18 +25,10 @@ from typing import Any
 
 from fleet.analysis import Segment, functions
 from fleet.trm.parse import Unit
-from fleet.trm.siblings import Unexpect, callee
+from fleet.trm.oracle import NOT_LITERAL, is_literal, literal_value
+from fleet.trm.siblings import Unexpect, callee, called
 
 _CONTAINERS = (ast.List, ast.Tuple, ast.Set, ast.Dict)
-_NOT_LITERAL = object()
-
-
-def _literal(node: ast.AST) -> Any:
-    """The value of a literal expression, else ``_NOT_LITERAL``."""
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return _NOT_LITERAL
 
 
 def replacements(node: ast.expr) -> list[ast.expr]:
@@ -44,9 +36,9 @@ def replacements(node: ast.expr) -> list[ast.expr]:
     v + 1, v − 1, −v; a float → 0.0, −v, v / 2; a str ``s`` → "", ``s`` without its last
     character, ``s`` twice; a display of n > 0 items → empty, and its first item alone when
     n > 1. Each differs from the original; none for other literals (None, bytes)."""
-    value = _literal(node)
+    value = literal_value(node)
     if isinstance(node, _CONTAINERS):
-        return _shrunk(node) if value is not _NOT_LITERAL else []
+        return _shrunk(node) if value is not NOT_LITERAL else []
     if isinstance(value, bool):
         options: list[Any] = [not value]
     elif isinstance(value, int):
@@ -86,7 +78,7 @@ def callables(source: str, names: frozenset[str]) -> set[str]:
 
 
 def _is_input(node: ast.expr) -> bool:
-    return _literal(node) is not _NOT_LITERAL and not (isinstance(node, ast.Constant) and node.value is None)
+    return is_literal(node) and not (isinstance(node, ast.Constant) and node.value is None)
 
 
 def input_literals(tree: ast.AST, targets: set[str]) -> list[ast.expr]:
@@ -100,10 +92,6 @@ def input_literals(tree: ast.AST, targets: set[str]) -> list[ast.expr]:
                 and node.targets[0].id in passed and _is_input(node.value):
             found.append(node.value)
     return sorted(found, key=lambda n: (n.lineno, n.col_offset))
-
-
-def _constant(node: ast.AST) -> bool:
-    return _literal(node) is not _NOT_LITERAL
 
 
 class _Swap(ast.NodeTransformer):
@@ -130,7 +118,7 @@ def variant(unit: Unit, targets: set[str], index: int, choice: int, number: int)
     if choice >= len(options):
         return None
     tree = _Swap(literals[index], options[choice]).visit(tree)
-    tree = Unexpect(lambda node: not _constant(node)).visit(tree)
+    tree = Unexpect(lambda node: not is_literal(node)).visit(tree)
     name = f"{unit.name}__v{number}"
     tree.body[0].name = name
     return replace(unit, name=name, source=ast.unparse(ast.fix_missing_locations(tree)) + "\n", origin="variant")
@@ -184,7 +172,7 @@ class Variants:
         rank: dict[str, int] = {}
         for unit in tests:
             try:
-                calls = {callee(n) for n in ast.walk(ast.parse(unit.source)) if isinstance(n, ast.Call)}
+                calls = called(unit.source)
             except SyntaxError:
                 continue
             for i, seg in enumerate(uncovered):
