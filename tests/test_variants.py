@@ -17,16 +17,17 @@ def texts(node_source: str) -> list[str]:
 
 
 @pytest.mark.parametrize("literal, expected", [
-    ("5", ["0", "6", "4", "-5"]),
-    ("0", ["1", "-1"]),
-    ("True", ["False"]),
-    ("2.5", ["0.0", "-2.5", "1.25"]),
-    ("'ab'", ["''", "'a'", "'abab'"]),
-    ("''", []),  # every replacement of '' is '' again
-    ("[1, 2]", ["[]", "[1]"]),
-    ("(1,)", ["()"]),
-    ("{'a': 1, 'b': 2}", ["{}", "{'a': 1}"]),
-    ("{1, 2}", ["set()", "{1}"]),
+    ("5", ["0", "None", "'5'", "6", "4", "-5"]),
+    ("0", ["None", "'0'", "1", "-1"]),
+    ("True", ["False", "None"]),
+    ("2.5", ["0.0", "None", "'2.5'", "-2.5", "1.25"]),
+    ("'ab'", ["''", "None", "['ab']", "'a'", "'abab'"]),
+    ("''", ["None", "['']"]),  # the other replacements of '' are '' again
+    ("[1, 2]", ["[]", "None", "''", "[1]"]),
+    ("(1,)", ["()", "None", "''"]),
+    ("[]", ["None", "''"]),
+    ("{'a': 1, 'b': 2}", ["{}", "None", "''", "{'a': 1}"]),
+    ("{1, 2}", ["set()", "None", "''", "{1}"]),
     ("None", []),
     ("b'x'", []),
 ])
@@ -43,6 +44,14 @@ def test_input_literals_are_call_arguments_and_values_passed_by_name():
             "    assert p.parse(text, strict=True) == 'a: b'\n    assert len([1, 2]) == 2\n    assert load(3) == 3\n")
     found = [ast.unparse(n) for n in input_literals(ast.parse(test), TARGETS)]
     assert found == ["'a: b'", "True", "3"]  # not 'unused' (never passed), not [1, 2] (len is not the target's)
+
+
+def test_input_literals_include_the_items_of_displays_and_the_arguments_of_calls_building_inputs():
+    test = ("def test_p():\n    data = OrderedDict([('a', 1)])\n    assert load(data) == data\n"
+            "    assert load({'k': [2]}) == {'k': [2]}\n    assert load(load(4)) == 4\n")
+    found = [ast.unparse(n) for n in input_literals(ast.parse(test), TARGETS)]
+    # OrderedDict(...) is no literal but builds the input; load(4) is itself a call of the target
+    assert found == ["[('a', 1)]", "('a', 1)", "'a'", "1", "{'k': [2]}", "'k'", "[2]", "2", "4"]
 
 
 def test_a_variant_changes_one_literal_and_makes_its_assertions_oracle_sites():
@@ -65,9 +74,11 @@ def test_variants_take_tests_of_uncovered_segments_in_turn_never_twice_nor_of_va
     variants = Variants.of(SRC, frozenset({"P", "load"}))
     first = variants.variants([a, b, c, v], [parse, load], limit=3)
     assert [u.source.split("(")[0] for u in first] == ["def test_b__v1", "def test_a__v2", "def test_b__v3"]
-    assert "parse('')" in first[0].source and "load(0)" in first[1].source and "parse('xx')" in first[2].source
+    assert "parse('')" in first[0].source and "load(0)" in first[1].source and "parse(None)" in first[2].source
     rest = variants.variants([a, b, c, v], [parse, load], limit=10)
-    assert [u.source.split("(")[0] for u in rest] == ["def test_a__v4", "def test_a__v5", "def test_a__v6"]
+    assert [u.source.split("(")[0] for u in rest] == [f"def test_{t}__v{n}" for t, n in zip("babaaaa", range(4, 11))]
+    assert [u.source.split("\n")[1].strip() for u in rest[:2]] == ["assert P().parse(['x']) == None",
+                                                                   "assert load(None) == None"]
     assert variants.variants([a, b, c, v], [parse, load], limit=10) == []
 
 
@@ -84,8 +95,23 @@ def test_the_loop_keeps_a_variant_that_adds_coverage_with_its_observed_value(off
     if off:
         assert origins == {"test_words": "model"} and attempt["variants"] == 0
         return
-    # '' reaches ``return []``; 'a' and 'a ba b' cover nothing new and are not kept
+    # '' reaches ``return []``; None, 'a' and 'a ba b' cover nothing more and ['a b'] raises
+    # an AttributeError the target does not mean to raise: none of them is kept
     assert origins == {"test_words": "model", "test_words__v1": "variant"}
     assert "assert words('') == []" in report["test_module"]
-    assert attempt["variants"] == 3 and attempt["variants_kept"] == 1
+    assert attempt["variants"] == 5 and attempt["variants_kept"] == 1
     assert report["coverage_after"]["branch"] == 1.0
+
+
+GUARDED = ("def words(text):\n    if text is None:\n        raise TypeError('text must be a str')\n"
+           "    return text.split()\n")
+
+
+def test_the_loop_keeps_a_wrong_kind_variant_expecting_the_error_the_target_raises_on_purpose():
+    reply = "def test_words():\n    assert words('a b') == ['a', 'b']\n"
+    report, _ = run_job("w", GUARDED, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1,
+                        max_variants=12)
+    kept = {t["name"]: t["oracle"] for t in report["tests"]}
+    assert list(kept.values()) == ["model", "variant"]
+    assert "with pytest.raises(TypeError" in report["test_module"] and "words(None)" in report["test_module"]
+    assert report["coverage_after"]["line"] == 1.0

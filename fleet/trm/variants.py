@@ -1,16 +1,20 @@
 """Input variants: a kept test with one input literal changed, without the model.
 
 A kept test already builds inputs the code accepts; a branch it misses often wants that input
-changed a little: an empty text or collection, zero, the next or the negated number, the other
-boolean (test amplification by literal mutation, as DSpot does for Java). An *input literal* of
-a test is a literal (number, string, boolean, or a list/tuple/set/dict display) that is an
-argument of a call of the target's code (a top-level name of the target, or one of its
-methods), or the value assigned to a name the test passes to such a call (``text = "..."``
-then ``parse(text)``). A variant replaces one input literal by one of its :func:`replacements`;
+changed a little (an empty text or collection, zero, the next or the negated number, the other
+boolean: test amplification by literal mutation, as DSpot does for Java) or of the wrong kind
+(``None``, a number as text, a text where a list was), which reaches the guards code keeps for
+bad input. An *input literal* of a test is a literal (number, string, boolean, or a
+list/tuple/set/dict display) that is an argument of a call of the target's code (a top-level
+name of the target, or one of its methods), or the value assigned to a name the test passes to
+such a call (``text = "..."`` then ``parse(text)``), or a literal inside one of these: an item
+of a display, an argument of a call that builds the input (``OrderedDict([("a", 1)])``), three
+levels deep at most. A variant replaces one input literal by one of its :func:`replacements`;
 each assertion becomes an oracle site (``assert <value> == None``, the value being the side that
 is not a constant), so the loop mends it with the observed values like a sibling clone
-(:mod:`fleet.trm.siblings`) and judges it like any test: kept only if it passes every rerun and
-adds coverage. Variants are named ``<test>__v<n>`` and the report marks kept ones ``variant``.
+(:mod:`fleet.trm.siblings`), or expects the exception the target raises on purpose, and judges
+it like any test: kept only if it passes every rerun and adds coverage. Variants are named
+``<test>__v<n>`` and the report marks kept ones ``variant``.
 
 Tests are taken in the order of the first uncovered segment whose name (or public entry) they
 call; each pass takes the next untried variant of each test in turn, up to the pass's limit.
@@ -32,29 +36,43 @@ _CONTAINERS = (ast.List, ast.Tuple, ast.Set, ast.Dict)
 
 
 def replacements(node: ast.expr) -> list[ast.expr]:
-    """The variants of one input literal, in order: a bool → its negation; an int ``v`` → 0,
-    v + 1, v − 1, −v; a float → 0.0, −v, v / 2; a str ``s`` → "", ``s`` without its last
-    character, ``s`` twice; a display of n > 0 items → empty, and its first item alone when
-    n > 1. Each differs from the original; none for other literals (None, bytes)."""
+    """The variants of one input literal, in order: the *least* value of its kind (False for
+    True, 0, 0.0, "", an empty display), then ``None``, then one value of *another kind* (a
+    number's text ``str(v)``, a text ``s`` in a list ``[s]``, ``""`` for a display), then the
+    other values of its kind (an int ``v`` → v + 1, v − 1, −v; a float → −v, v / 2; a text → ``s``
+    without its last character, ``s`` twice; a display of n > 1 items → its first item alone).
+    None and another kind reach the guards code keeps for wrong input (``if x is None``,
+    ``isinstance``, a dispatch on the type). Each differs from the original; none for other
+    literals (None, bytes)."""
     value = literal_value(node)
     if isinstance(node, _CONTAINERS):
         return _shrunk(node) if value is not NOT_LITERAL else []
     if isinstance(value, bool):
-        options: list[Any] = [not value]
+        options: list[Any] = [not value, None]
     elif isinstance(value, int):
-        options = [0, value + 1, value - 1, -value]
+        options = [0, None, str(value), value + 1, value - 1, -value]
     elif isinstance(value, float):
-        options = [0.0, -value, value / 2]
+        options = [0.0, None, str(value), -value, value / 2]
     elif isinstance(value, str):
-        options = ["", value[:-1], value + value]
+        options = ["", None, [value], value[:-1], value + value]
     else:
         return []
-    unique = [v for v in dict.fromkeys(options) if v != value or type(v) is not type(value)]
-    return [ast.Constant(v) for v in unique]
+    unique = [v for i, v in enumerate(options) if _differs(v, value) and all(_differs(v, w) for w in options[:i])]
+    return [_constant(v) for v in unique]
+
+
+def _differs(a: Any, b: Any) -> bool:
+    return type(a) is not type(b) or a != b
+
+
+def _constant(value: Any) -> ast.expr:
+    """The expression of a replacement value (a one-text list is a display)."""
+    return ast.List([ast.Constant(value[0])], ast.Load()) if isinstance(value, list) else ast.Constant(value)
 
 
 def _shrunk(node: ast.expr) -> list[ast.expr]:
-    """A display emptied, and cut to its first item when it has more than one."""
+    """A display emptied, None, the empty text, and the display cut to its first item when it
+    has more than one."""
     if isinstance(node, ast.Dict):
         count = len(node.keys)
         first = ast.Dict(node.keys[:1], node.values[:1])
@@ -68,8 +86,8 @@ def _shrunk(node: ast.expr) -> list[ast.expr]:
         first = type(node)(node.elts[:1], ast.Load())
         empty = type(node)([], ast.Load())
     if count == 0:
-        return []
-    return [empty] + ([first] if count > 1 else [])
+        return [ast.Constant(None), ast.Constant("")]
+    return [empty, ast.Constant(None), ast.Constant("")] + ([first] if count > 1 else [])
 
 
 def callables(source: str, names: frozenset[str]) -> set[str]:
@@ -81,16 +99,33 @@ def _is_input(node: ast.expr) -> bool:
     return is_literal(node) and not (isinstance(node, ast.Constant) and node.value is None)
 
 
+def _within(node: ast.expr, depth: int = 3) -> list[ast.expr]:
+    """``node`` when it is an input literal, and the input literals inside it, ``depth`` levels
+    down: the items (keys and values) of a display, the arguments of a call that builds an
+    input (``OrderedDict([("a", 1)])``, ``Decimal("1.5")``)."""
+    found = [node] if _is_input(node) else []
+    if depth <= 0:
+        return found
+    if isinstance(node, ast.Dict):
+        inner: list[ast.expr] = [k for k in node.keys if k is not None] + node.values
+    elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        inner = node.elts
+    elif isinstance(node, ast.Call):
+        inner = node.args + [k.value for k in node.keywords]
+    else:
+        inner = []
+    return found + [n for item in inner for n in _within(item, depth - 1)]
+
+
 def input_literals(tree: ast.AST, targets: set[str]) -> list[ast.expr]:
-    """The test's input literals (see the module docstring), in source order."""
+    """The test's input literals (see the module docstring) and those inside them
+    (:func:`_within`), in source order."""
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and callee(n) in targets]
     args = [a for call in calls for a in call.args + [k.value for k in call.keywords]]
     passed = {a.id for a in args if isinstance(a, ast.Name)}
-    found = [a for a in args if _is_input(a)]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
-                and node.targets[0].id in passed and _is_input(node.value):
-            found.append(node.value)
+    values = [node.value for node in ast.walk(tree) if isinstance(node, ast.Assign) and len(node.targets) == 1
+              and isinstance(node.targets[0], ast.Name) and node.targets[0].id in passed]
+    found = [n for a in args + values if not (isinstance(a, ast.Call) and callee(a) in targets) for n in _within(a)]
     return sorted(found, key=lambda n: (n.lineno, n.col_offset))
 
 
