@@ -9,7 +9,8 @@ job and sampling hotter while replies repeat (:mod:`fleet.trm.repeats`); failed 
 with their errors and where their path left the uncovered code (:mod:`fleet.trm.divergence`).
 Kept tests are then re-aimed at uncovered sibling callables and classes
 (:mod:`fleet.trm.siblings`) and copied with one input literal changed
-(:mod:`fleet.trm.variants`), without the model. The iteration then scores the kept suite
+(:mod:`fleet.trm.variants`), and tests that failed on a ``TypeError`` about the kind of their
+inputs are retried with those converted (:mod:`fleet.trm.retype`), without the model. The iteration then scores the kept suite
 (:mod:`fleet.trm.quality`).
 The kept suite only grows by tests that pass every rerun and add coverage, so quality never
 drops below an earlier iteration's. It stops when:
@@ -41,6 +42,7 @@ from fleet.trm.renames import Renames, misspelling, rewrite
 from fleet.trm.repeats import Repeats
 from fleet.trm.runaway import before_halt, repeating
 from fleet.trm.siblings import Siblings
+from fleet.trm.retype import Retypes
 from fleet.trm.variants import Variants
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
@@ -59,7 +61,8 @@ MENDS = {"observed": "with observed expected values", "cut": "cut before a faili
          "raises": "expecting the exception raised", "renamed": "with a misspelt name corrected"}
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target",
                     "unsafe-call"}
-AMPLIFIED = ("clones", "clones_kept", "variants", "variants_kept")  # per attempt, of :meth:`_Run._amplify`
+# per attempt, of :meth:`_Run._amplify`
+AMPLIFIED = ("clones", "clones_kept", "variants", "variants_kept", "retyped", "retyped_kept")
 NO_TESTS_COLLECTED = 5  # pytest's exit code for the baseline run, a module that only imports the target
 
 
@@ -85,7 +88,7 @@ class EngineSettings:
     max_clones: int = 12
     max_variants: int = 12
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, cut, hints, repeats, siblings, variants, runaway, path-feedback.
+    # segmenting, oracle, cut, hints, repeats, siblings, variants, retype, runaway, path-feedback.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -161,6 +164,7 @@ class _Run:
         self.repeats = Repeats(step=settings.repeat_temperature_step, max_temperature=settings.max_temperature)
         self.siblings = Siblings.of(self.source)
         self.variants = Variants.of(self.source, self.analysis.names)
+        self.retypes = Retypes(self.variants.targets)
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
@@ -265,7 +269,8 @@ class _Run:
             f"not judged again; {len(verdict.accepted)} kept "
             f"({', '.join(f'{mended[origin]} {text}' for origin, text in MENDS.items())}); "
             f"{corrected} definition(s) corrected before judging")
-        made, cloned = self._amplify(iteration)
+        failed = {r.name: r.detail for r in verdict.rejected if r.reason == "exception"}
+        made, cloned = self._amplify(iteration, [(u, failed[u.name]) for u in candidates if u.name in failed])
         return {"focus": label, "kept": len(verdict.accepted) + len(cloned.accepted),
                 "rejected": len(parsed.rejected) + len(repeated) + len(verdict.rejected) + len(cloned.rejected),
                 "tokens_in": completion.prompt_tokens, "tokens_out": completion.completion_tokens,
@@ -273,34 +278,40 @@ class _Run:
                 "sandbox_runs": verdict.runs + cloned.runs, "repeats": len(repeated), "temperature": temperature,
                 **{key: made.get(key, 0) for key in AMPLIFIED}, "reply": code}
 
-    def _amplify(self, iteration: int) -> tuple[dict[str, int], Verdict]:
-        """Kept tests re-aimed at uncovered siblings (:mod:`fleet.trm.siblings`, origin ``clone``)
-        and with one input literal changed (:mod:`fleet.trm.variants`, origin ``variant``),
-        without the model; judged and mended like the model's tests in one batch, their errors
-        not fed back (the model did not write them). How many of each were made and kept, and
-        their verdict."""
+    def _amplify(self, iteration: int, failed: list[tuple[Unit, str]]) -> tuple[dict[str, int], Verdict]:
+        """Kept tests re-aimed at uncovered siblings (:mod:`fleet.trm.siblings`, origin ``clone``),
+        ``failed`` (test, error) pairs with their inputs of the kind a ``TypeError`` names converted
+        (:mod:`fleet.trm.retype`, origin ``retyped``), and kept tests with one input literal
+        changed (:mod:`fleet.trm.variants`, origin ``variant``; retyped ones count against
+        ``max_variants``), without the model; judged and mended like the model's tests in one
+        batch, their errors not fed back (the model did not write them). How many of each were
+        made and kept, and their verdict."""
         cfg = self.cfg
         if self._spent():
             return {}, Verdict()
         gaps = [seg for _, seg in sorted(self._gap_by_segment(), key=lambda item: -item[0])]
         clones = [] if "siblings" in cfg.ablate or cfg.max_clones <= 0 else \
             self.siblings.clones(self.suite.units, [seg.name for seg in gaps], cfg.max_clones)
-        variants = [] if "variants" in cfg.ablate or cfg.max_variants <= 0 else \
-            self.variants.variants(self.suite.units, gaps, cfg.max_variants)
-        if not clones and not variants:
+        retyped = [] if "retype" in cfg.ablate or cfg.max_variants <= 0 else \
+            self.retypes.retype(failed, cfg.max_variants)
+        variants = [] if "variants" in cfg.ablate or cfg.max_variants <= len(retyped) else \
+            self.variants.variants(self.suite.units, gaps, cfg.max_variants - len(retyped))
+        made = clones + retyped + variants
+        if not made:
             return {}, Verdict()
-        batch = self.suite.absorb(Parsed(units=clones + variants))
-        origin = {absorbed.name: made.origin for absorbed, made in zip(batch, clones + variants)}
+        batch = self.suite.absorb(Parsed(units=made))
+        origin = {absorbed.name: unit.origin for absorbed, unit in zip(batch, made)}
         verdict, mended = self._settle(batch)
         self._record(iteration, verdict.rejected, feed=False)
         kept = Counter(origin.get(u.name, u.origin) for u in verdict.accepted)
         self.suite.units = [replace(u, origin=origin.get(u.name, u.origin)) if u in verdict.accepted else u
                             for u in self.suite.units]
         self.trace.append(f"iteration {iteration}: {len(clones)} clone(s) of kept tests aimed at uncovered siblings, "
-                          f"{kept['clone']} kept; {len(variants)} variant(s) with an input changed, {kept['variant']} kept "
+                          f"{kept['clone']} kept; {len(retyped)} failed test(s) retyped, {kept['retyped']} kept; "
+                          f"{len(variants)} variant(s) with an input changed, {kept['variant']} kept "
                           f"({mended['observed']} with observed expected values)")
-        return {"clones": len(clones), "clones_kept": kept["clone"], "variants": len(variants),
-                "variants_kept": kept["variant"]}, verdict
+        return {"clones": len(clones), "clones_kept": kept["clone"], "retyped": len(retyped),
+                "retyped_kept": kept["retyped"], "variants": len(variants), "variants_kept": kept["variant"]}, verdict
 
     def _settle(self, candidates: list[Unit]) -> tuple[Verdict, Counter[str]]:
         """Judge ``candidates``, mend the failed ones (:meth:`_second_chance`) and take the kept
