@@ -143,10 +143,9 @@ class Judge:
         detail = trim_error(error.message, self.max_error_chars)
         verdict.rejected += [Rejection(u.name, reason, f"{LOAD_FAILED}: {detail}") for u in units]
 
-    def _path(self, unit: Unit, per_unit: _PerUnit, lines: set[int], arcs: set[tuple[int, int]]) -> str:
-        """Where ``unit``'s path left the code that the suite covering ``lines`` and ``arcs``
-        misses (:mod:`fleet.trm.divergence`), or ""."""
-        kept = self.base.with_covered(lines, arcs)
+    def _path(self, unit: Unit, per_unit: _PerUnit, kept: Measure) -> str:
+        """Where ``unit``'s path left the code that the ``kept`` suite misses
+        (:mod:`fleet.trm.divergence`), or ""."""
         ran, took = per_unit.get(unit.name, (set(), set()))
         found = divergence(ran, took, kept.missing_branches, kept.statements, set(kept.missing_lines))
         return found.describe(self.source_lines) if found else ""
@@ -184,18 +183,19 @@ class Judge:
             arcs |= got[1]
         branches = self.base.branches
         passing = []
+        kept = self.base.with_covered(lines, arcs)
         for unit in candidates:
             outcome = run.outcomes.get(unit.name, Outcome("error", "the test did not run"))
             if outcome.passed:
                 passing.append(unit)
             else:
-                self._reject_failed(unit, outcome, verdict, self._path(unit, per_unit, lines, arcs))
+                self._reject_failed(unit, outcome, verdict, self._path(unit, per_unit, kept))
 
         def gain(u: Unit) -> int:
             ul, ua = per_unit.get(u.name, (set(), set()))
             return len((ul & self.base.statements) - lines) + len((ua & branches) - arcs)
 
-        accepted = []
+        accepted, idle = [], []
         for unit in sorted(passing, key=gain, reverse=True):
             if gain(unit) > 0:
                 accepted.append(unit)
@@ -203,8 +203,10 @@ class Judge:
                 lines |= ul
                 arcs |= ua
             else:
-                verdict.rejected.append(Rejection(unit.name, "no-new-coverage", "covers nothing the kept tests miss",
-                                                  self._path(unit, per_unit, lines, arcs)))
+                idle.append(unit)
+        kept = self.base.with_covered(lines, arcs) if accepted else kept
+        verdict.rejected += [Rejection(u.name, "no-new-coverage", "covers nothing the kept tests miss",
+                                       self._path(u, per_unit, kept)) for u in idle]
         return accepted
 
     def _whole(self, candidates: list[Unit], run: RunResult, verdict: Verdict) -> list[Unit]:
