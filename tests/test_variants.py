@@ -8,7 +8,7 @@ import pytest
 
 from fleet.analysis import Segment
 from fleet.trm.parse import Unit
-from fleet.trm.variants import Variants, callables, input_literals, replacements, variant
+from fleet.trm.variants import MAX_TOKEN_EDITS, Variants, callables, input_literals, replacements, token_edits, variant
 from tests.scripted_job import run_job
 
 
@@ -99,7 +99,7 @@ def test_the_loop_keeps_a_variant_that_adds_coverage_with_its_observed_value(off
     # an AttributeError the target does not mean to raise: none of them is kept
     assert origins == {"test_words": "model", "test_words__v1": "variant"}
     assert "assert words('') == []" in report["test_module"]
-    assert attempt["variants"] == 5 and attempt["variants_kept"] == 1
+    assert attempt["variants"] == 7 and attempt["variants_kept"] == 1
     assert report["coverage_after"]["branch"] == 1.0
 
 
@@ -115,3 +115,20 @@ def test_the_loop_keeps_a_wrong_kind_variant_expecting_the_error_the_target_rais
     assert list(kept.values()) == ["model", "variant"]
     assert "with pytest.raises(TypeError" in report["test_module"] and "words(None)" in report["test_module"]
     assert report["coverage_after"]["line"] == 1.0
+
+
+def test_token_edits_delete_each_punctuation_run_and_double_each_word():
+    assert token_edits(":returns: x.") == ["returns: x.", ":returns returns: x.", ":returns x.",
+                                           ":returns: x x.", ":returns: x"]
+    assert token_edits("word") == [] and token_edits("") == []
+    assert len(token_edits(" ".join("w" * 20))) == MAX_TOKEN_EDITS
+    assert texts("'a b'")[-2:] == ["'a a b'", "'a b b'"]  # after the kind's other values
+
+
+def test_a_token_edit_reaches_the_branch_a_parser_takes_without_its_marker():
+    target = ("def fields(text):\n    if text.startswith(':'):\n        return text[1:].split(':')\n"
+              "    return None\n")
+    reply = "def test_fields():\n    assert fields(':a:b') == ['a', 'b']\n"
+    report, _ = run_job("f", target, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1, max_variants=12)
+    kept = [t["oracle"] for t in report["tests"]]
+    assert kept == ["model", "variant"] and report["coverage_after"]["line"] == 1.0

@@ -24,6 +24,7 @@ Variants are not made of variants.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,7 +41,8 @@ def replacements(node: ast.expr) -> list[ast.expr]:
     True, 0, 0.0, "", an empty display), then ``None``, then one value of *another kind* (a
     number's text ``str(v)``, a text ``s`` in a list ``[s]``, ``""`` for a display), then the
     other values of its kind (an int ``v`` → v + 1, v − 1, −v; a float → −v, v / 2; a text → ``s``
-    without its last character, ``s`` twice; a display of n > 1 items → its first item alone).
+    without its last character, ``s`` twice, then its :func:`token_edits`; a display of n > 1
+    items → its first item alone).
     None and another kind reach the guards code keeps for wrong input (``if x is None``,
     ``isinstance``, a dispatch on the type). Each differs from the original; none for other
     literals (None, bytes)."""
@@ -54,11 +56,33 @@ def replacements(node: ast.expr) -> list[ast.expr]:
     elif isinstance(value, float):
         options = [0.0, None, str(value), -value, value / 2]
     elif isinstance(value, str):
-        options = ["", None, [value], value[:-1], value + value]
+        options = ["", None, [value], value[:-1], value + value, *token_edits(value)]
     else:
         return []
     unique = [v for i, v in enumerate(options) if _differs(v, value) and all(_differs(v, w) for w in options[:i])]
     return [_constant(v) for v in unique]
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]+")
+MAX_TOKEN_EDITS = 8
+
+
+def token_edits(text: str) -> list[str]:
+    """Texts one token away from ``text`` (a token is a run of word characters or of
+    punctuation): each punctuation run deleted, each word doubled (``w`` → ``w w``), in the order
+    they occur, at most :data:`MAX_TOKEN_EDITS`; none for a text of fewer than two tokens. A
+    parser's other paths lie a token away from an input it accepts: a marker gone (``:param``
+    → ``param``: no field list), a field with one more word (``:returns:`` → ``:returns
+    returns:``)."""
+    runs = list(_TOKEN.finditer(text))
+    if len(runs) < 2:
+        return []
+    edits = []
+    for run in runs[:MAX_TOKEN_EDITS]:
+        start, end, token = run.start(), run.end(), run.group()
+        edits.append(text[:start] + text[end:] if not token[0].isalnum() and token[0] != "_"
+                     else text[:end] + " " + token + text[end:])
+    return edits
 
 
 def _differs(a: Any, b: Any) -> bool:
