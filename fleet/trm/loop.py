@@ -10,8 +10,8 @@ with their errors and where their path left the uncovered code (:mod:`fleet.trm.
 Kept tests are then re-aimed at uncovered sibling callables and classes
 (:mod:`fleet.trm.siblings`) and copied with one input literal changed
 (:mod:`fleet.trm.variants`), and tests that failed on a ``TypeError`` about the kind of their
-inputs are retried with those converted (:mod:`fleet.trm.retype`), without the model. The iteration then scores the kept suite
-(:mod:`fleet.trm.quality`).
+inputs are retried with those converted (:mod:`fleet.trm.retype`), without the model. The
+iteration then scores the kept suite (:mod:`fleet.trm.quality`).
 The kept suite only grows by tests that pass every rerun and add coverage, so quality never
 drops below an earlier iteration's. It stops when:
 quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
