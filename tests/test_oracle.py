@@ -52,10 +52,11 @@ def test_a_non_literal_value_is_asserted_by_its_repr(sandbox):
     assert [u.source for u in fixed] == ["def test_rng():\n    assert repr(range(area(1, 2))) == 'range(0, 2)'"]
 
 
-def test_reprs_with_addresses_and_crashing_tests_are_not_repaired(sandbox):
-    failed = [unit("def test_box():\n    assert Box() == 1"),  # repr is <geo.Box object …>: no literal
+def test_reprs_with_addresses_are_asserted_by_class_and_crashing_tests_are_not_repaired(sandbox):
+    failed = [unit("def test_box():\n    assert Box() == 1"),  # repr is <geo.Box object …>: its class
               unit("def test_crash():\n    assert area(-1, 2) == 3")]  # raises before any observation
-    assert repair(sandbox, Suite(), ctx(), failed) == []
+    fixed = repair(sandbox, Suite(), ctx(), failed)
+    assert [u.source for u in fixed] == ["def test_box():\n    assert type(Box()).__name__ == 'Box'"]
 
 
 def test_a_site_observed_with_different_values_is_not_repaired(sandbox):
@@ -78,7 +79,22 @@ def test_observations_keep_agreeing_short_literals_and_address_free_reprs():
     text = ('["t:1", "6"]\n["t:2", "<geo.Box object at 0x1>"]\n["t:3", "1"]\n["t:3", "2"]\n["t:4", "' + "9" * 400
             + '"]\nnot json\n["t:5", "P(a=1)"]\n["t:6", "<function f at 0x7f3fd1c553a0>"]\n')
     seen = parse_observations(text)
-    assert {k: (v.value.value, v.by_repr) for k, v in seen.items()} == {"t:1": (6, False), "t:5": ("P(a=1)", True)}
+    assert {k: (v.value.value, v.by_repr, v.by_type) for k, v in seen.items()} == {
+        "t:1": (6, False, False), "t:2": ("Box", False, True), "t:5": ("P(a=1)", True, False)}
+
+
+def test_a_default_object_repr_is_asserted_by_its_class_when_every_run_agrees_on_it():
+    first, second = '["t:1", "<geo.Box object at 0x7f01>"]\n', '["t:1", "<geo.Box object at 0x7e99>"]\n'
+    assert parse_observations(first, second)["t:1"].value.value == "Box"
+    assert parse_observations(first, '["t:1", "<geo.Bag object at 0x7e99>"]\n') == {}
+
+
+def test_engine_asserts_the_class_of_a_value_without_a_repr():
+    source = "class Box:\n    pass\n\n\ndef make(n):\n    if n > 1:\n        return Box()\n    return n\n"
+    reply = "def test_make():\n    assert make(2) == 5\n"
+    report, _ = run_job("geo", source, [reply], max_prompts_per_iteration=1)
+    assert {t["name"]: t["oracle"] for t in report["tests"]} == {"test_make": "observed"}
+    assert "assert type(make(2)).__name__ == 'Box'" in report["test_module"]
 
 
 def test_engine_keeps_the_repaired_test_and_marks_it():

@@ -13,7 +13,9 @@ read its ``as e`` are dropped); any other repr (``NamedTuple(a=1)``, ``Just[3]``
 text, ``assert repr(<expr>) == '<repr>'``. If the runs differ only in some numbers (a cached
 string hash, an id, a time), the repr is asserted with those numbers masked,
 ``assert re.fullmatch('Money\\(qty=5, hash=-?\\d+\\)', repr(<expr>))`` (:func:`masked`); else
-the site is not repaired. A repr showing a memory address is never used. A test is
+the site is not repaired. A repr showing a memory address is never used as text; when it is
+an object's default repr (``<pkg.mod.Rate object at 0x7f…>`` in every run) its class is
+asserted instead, ``assert type(<expr>).__name__ == 'Rate'``. A test is
 repaired when all its sites were and its probe passed, or when its probe failed after at least
 one site was observed (``assert len(r) == 1`` observed as 0, then ``r[0]`` raised): the
 observed sites are repaired, the others left, and the loop may mend the test once more before
@@ -39,6 +41,7 @@ from fleet.trm.suite import Suite
 MAX_REPR = 300
 PROBE_RUNS = 2  # a value that differs between runs (hash seed, time, id) is masked or not used
 _NUMBER = re.compile(r"(-?\d+)")
+_DEFAULT_REPR = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{8,}")  # default reprs, ids: differ per run
 OBSERVE = "__fleet_observe__"
 _HELPER = f'''
@@ -57,6 +60,7 @@ class Observation:
     value: ast.expr
     by_repr: bool = False
     pattern: bool = False  # ``value`` is a regular expression the repr must match in full
+    by_type: bool = False  # ``value`` is the name of the value's class (its repr showed an address)
 
 
 NOT_LITERAL = object()
@@ -142,6 +146,9 @@ class _Sites(ast.NodeTransformer):
         return ast.Expr(call)
 
     def _assert_equal(self, expr: ast.expr, seen: Observation, literal_side: str) -> ast.stmt:
+        if seen.by_type:
+            name = ast.Attribute(ast.Call(ast.Name("type", ast.Load()), [expr], []), "__name__", ast.Load())
+            return ast.Assert(ast.Compare(name, [ast.Eq()], [seen.value]))
         if seen.pattern:
             shown = ast.Call(ast.Name("repr", ast.Load()), [expr], [])
             match = ast.Attribute(ast.Name("re", ast.Load()), "fullmatch", ast.Load())
@@ -249,12 +256,16 @@ def _agreed(text: str) -> dict[str, str]:
 def parse_observations(*runs: str) -> dict[str, Observation]:
     """Site key → its observation, from the observed text of each run: for a site each run saw
     with one agreeing repr, the value when all runs agree (:func:`as_observation`), else the
-    repr with the numbers that differ masked (:func:`masked`) when it fits ``MAX_REPR``."""
+    repr with the numbers that differ masked (:func:`masked`) when it fits ``MAX_REPR``; the
+    class name when every run saw a default object repr of one class."""
     per_run = [_agreed(text) for text in runs]
     out: dict[str, Observation] = {}
     for key in set.intersection(*(set(seen) for seen in per_run)) if per_run else ():
         values = [seen[key] for seen in per_run]
-        if len(set(values)) == 1:
+        classes = {m.group(1) if m else None for m in (_DEFAULT_REPR.fullmatch(v) for v in values)}
+        if len(classes) == 1 and None not in classes:
+            found = Observation(ast.Constant(classes.pop()), by_type=True)
+        elif len(set(values)) == 1:
             found = as_observation(values[0])
         else:
             pattern = None if any(len(v) > MAX_REPR or _ADDRESS.search(v) for v in values) else masked(values)
