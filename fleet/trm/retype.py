@@ -8,8 +8,8 @@ support item assignment``), a tuple where it appends or assigns, a list where it
 names a kind of :data:`CONVERSIONS`, every input literal of that kind in the test (an input
 literal as :mod:`fleet.trm.variants` defines it: an argument of the target's code, a value
 passed by name, or a literal inside one of these) is converted: bytes → the list of their
-values (``b"ab"`` → ``[97, 98]``), tuple → list, list → tuple. Each named kind the test holds
-gives one retyped test (``<test>__k<n>``, origin ``retyped``) whose assertions become oracle
+values (``b"ab"`` → ``[97, 98]``; up to :data:`MAX_BYTES`), tuple → list, list → tuple. Each
+named kind the test holds gives one retyped test (``<test>__k<n>``, origin ``retyped``) whose assertions become oracle
 sites, so the loop mends them with the observed values like a variant and judges it like any
 test: kept only if it passes every rerun and adds coverage. A test is retyped once per kind.
 """
@@ -27,6 +27,9 @@ from fleet.trm.siblings import Unexpect
 from fleet.trm.variants import input_literals
 
 
+MAX_BYTES = 1024  # longer bytes literals are not spelt out as lists
+
+
 def _bytes_to_list(node: ast.expr) -> ast.expr:
     return ast.List([ast.Constant(b) for b in literal_value(node)], ast.Load())
 
@@ -39,7 +42,8 @@ def _elements_as(kind: type[ast.List] | type[ast.Tuple]) -> Callable[[ast.expr],
 
 # kind named in the error → (test of an input literal of that kind, its conversion)
 CONVERSIONS: dict[str, tuple[Callable[[ast.expr], bool], Callable[[ast.expr], ast.expr]]] = {
-    "bytes": (lambda n: isinstance(n, ast.Constant) and isinstance(n.value, bytes), _bytes_to_list),
+    "bytes": (lambda n: isinstance(n, ast.Constant) and isinstance(n.value, bytes) and len(n.value) <= MAX_BYTES,
+              _bytes_to_list),
     "tuple": (lambda n: isinstance(n, ast.Tuple), _elements_as(ast.List)),
     "list": (lambda n: isinstance(n, ast.List), _elements_as(ast.Tuple)),
 }
