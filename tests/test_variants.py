@@ -64,11 +64,11 @@ def test_a_variant_changes_one_literal_and_makes_its_assertions_oracle_sites():
     assert variant(unit, TARGETS, index=1, choice=9, number=8) is None
 
 
-def test_variants_take_tests_of_uncovered_segments_in_turn_never_twice_nor_of_variants():
+def test_variants_take_tests_of_uncovered_segments_in_turn_never_twice_nor_too_far_from_the_model():
     a = Unit("test_a", "def test_a():\n    assert load(3) == 3\n")
     b = Unit("test_b", "def test_b():\n    assert P().parse('x') == 'x'\n")
     c = Unit("test_c", "def test_c():\n    assert 1 == 1\n")  # calls nothing of the target
-    v = Unit("test_a__v1", "def test_a__v1():\n    assert load(0) == 0\n", origin="variant")
+    v = Unit("test_a__v1__v2", "def test_a__v1__v2():\n    assert load(0) == 0\n", origin="variant")  # 2 changes
     parse = Segment("P.parse", 2, 3, "parse(self, text)", 1, is_method=True)
     load = Segment("load", 6, 7, "load(n)", 1)
     variants = Variants.of(SRC, frozenset({"P", "load"}))
@@ -80,6 +80,8 @@ def test_variants_take_tests_of_uncovered_segments_in_turn_never_twice_nor_of_va
     assert [u.source.split("\n")[1].strip() for u in rest[:2]] == ["assert P().parse(['x']) == None",
                                                                    "assert load(None) == None"]
     assert variants.variants([a, b, c, v], [parse, load], limit=10) == []
+    seed = Unit("test_a__v2", "def test_a__v2():\n    assert load(0) == 0\n", origin="variant")
+    assert [u.name for u in variants.variants([seed], [load], limit=1)] == ["test_a__v2__v11"]
 
 
 TARGET = "def words(text):\n    if not text:\n        return []\n    return text.split()\n"

@@ -18,7 +18,8 @@ it like any test: kept only if it passes every rerun and adds coverage. Variants
 
 Tests are taken in the order of the first uncovered segment whose name (or public entry) they
 call; each pass takes the next untried variant of each test in turn, up to the pass's limit.
-Variants are not made of variants.
+A kept variant is a seed like the model's tests (it reached code they did not, as a fuzzer
+keeps an input that adds coverage), down to :data:`MAX_DEPTH` changes from the model's test.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def replacements(node: ast.expr) -> list[ast.expr]:
 
 _TOKEN = re.compile(r"\w+|[^\w\s]+")
 MAX_TOKEN_EDITS = 8
+MAX_DEPTH = 2  # literal changes from a model's test to a variant
 
 
 def token_edits(text: str) -> list[str]:
@@ -207,10 +209,12 @@ class Variants:
         return cls(callables(source, names))
 
     def variants(self, kept: list[Unit], uncovered: list[Segment], limit: int) -> list[Unit]:
-        """At most ``limit`` untried variants of the kept tests (not of variants) that call an
+        """At most ``limit`` untried variants of the kept tests (variants of fewer than
+        :data:`MAX_DEPTH` changes among them) that call an
         ``uncovered`` segment or its entry, the tests of the first such segment first; one per
         test in turn."""
-        queue = self._ordered([u for u in kept if u.name.startswith("test") and u.origin != "variant"], uncovered)
+        queue = self._ordered([u for u in kept if u.name.startswith("test") and u.name.count("__v") < MAX_DEPTH],
+                              uncovered)
         plans = {u.name: [p for p in _plan(u, self.targets) if (u.name, *p) not in self.tried] for u in queue}
         out: list[Unit] = []
         while len(out) < limit and any(plans.values()):
