@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
-from fleet.trm.oracle import is_literal, literal_value
+from fleet.trm.oracle import literal_value
 from fleet.trm.parse import Unit
-from fleet.trm.siblings import Unexpect
-from fleet.trm.variants import input_literals
+from fleet.trm.variants import input_literals, observed_copy
 
 
 MAX_BYTES = 1024  # longer bytes literals are not spelt out as lists
@@ -83,10 +82,7 @@ def retyped(unit: Unit, kind: str, targets: set[str], number: int) -> Unit | Non
     if not at:
         return None
     tree = _Convert(at, convert).visit(tree)
-    tree = Unexpect(lambda node: not is_literal(node)).visit(tree)
-    name = f"{unit.name}__k{number}"
-    tree.body[0].name = name
-    return replace(unit, name=name, source=ast.unparse(ast.fix_missing_locations(tree)) + "\n", origin="retyped")
+    return observed_copy(unit, tree, f"{unit.name}__k{number}", "retyped")
 
 
 @dataclass

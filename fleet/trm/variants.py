@@ -179,10 +179,15 @@ def variant(unit: Unit, targets: set[str], index: int, choice: int, number: int)
     if choice >= len(options):
         return None
     tree = _Swap(literals[index], options[choice]).visit(tree)
+    return observed_copy(unit, tree, f"{unit.name}__v{number}", "variant")
+
+
+def observed_copy(unit: Unit, tree: ast.Module, name: str, origin: str) -> Unit:
+    """``unit`` as ``tree`` (its changed test), named ``name``, with every assertion on a
+    non-literal made an oracle site, marked ``origin``."""
     tree = Unexpect(lambda node: not is_literal(node)).visit(tree)
-    name = f"{unit.name}__v{number}"
     tree.body[0].name = name
-    return replace(unit, name=name, source=ast.unparse(ast.fix_missing_locations(tree)) + "\n", origin="variant")
+    return replace(unit, name=name, source=ast.unparse(ast.fix_missing_locations(tree)) + "\n", origin=origin)
 
 
 def _plan(unit: Unit, targets: set[str]) -> list[tuple[int, int]]:
