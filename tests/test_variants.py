@@ -8,7 +8,8 @@ import pytest
 
 from fleet.analysis import Segment
 from fleet.trm.parse import Unit
-from fleet.trm.variants import MAX_TOKEN_EDITS, Variants, callables, input_literals, replacements, token_edits, variant
+from fleet.trm.variants import (MAX_TOKEN_EDITS, Variants, callables, input_literals, replacements, sites, token_edits,
+                                 variant)
 from tests.scripted_job import run_job
 
 
@@ -60,7 +61,7 @@ def test_a_variant_changes_one_literal_and_makes_its_assertions_oracle_sites():
     assert made.name == "test_p__v7" and made.origin == "variant"
     assert made.source == ("def test_p__v7():\n    text = ''\n    assert P().parse(text) == None\n"
                            "    assert load(3) == None\n")  # one-operator comparisons: the non-constant side
-    assert variant(unit, TARGETS, index=2, choice=0, number=8) is None
+    assert variant(unit, TARGETS, index=4, choice=0, number=8) is None  # 2 literals, 2 calls
     assert variant(unit, TARGETS, index=1, choice=9, number=8) is None
 
 
@@ -74,14 +75,15 @@ def test_variants_take_tests_of_uncovered_segments_in_turn_never_twice_nor_too_f
     variants = Variants.of(SRC, frozenset({"P", "load"}))
     first = variants.variants([a, b, c, v], [parse, load], limit=3)
     assert [u.source.split("(")[0] for u in first] == ["def test_b__v1", "def test_a__v2", "def test_b__v3"]
-    assert "parse('')" in first[0].source and "load(0)" in first[1].source and "parse(None)" in first[2].source
+    assert "parse('')" in first[0].source and "load(0)" in first[1].source
+    assert "parse(P().parse('x'))" in first[2].source  # each site's first replacement, then the next
     rest = variants.variants([a, b, c, v], [parse, load], limit=10)
-    assert [u.source.split("(")[0] for u in rest] == [f"def test_{t}__v{n}" for t, n in zip("babaaaa", range(4, 11))]
-    assert [u.source.split("\n")[1].strip() for u in rest[:2]] == ["assert P().parse(['x']) == None",
-                                                                   "assert load(None) == None"]
+    assert [u.source.split("(")[0] for u in rest] == [f"def test_{t}__v{n}" for t, n in zip("bababaaaa", range(4, 13))]
+    assert [u.source.split("\n")[1].strip() for u in rest[:2]] == ["assert P().parse(None) == None",
+                                                                   "assert load(load(3)) == None"]
     assert variants.variants([a, b, c, v], [parse, load], limit=10) == []
     seed = Unit("test_a__v2", "def test_a__v2():\n    assert load(0) == 0\n", origin="variant")
-    assert [u.name for u in variants.variants([seed], [load], limit=1)] == ["test_a__v2__v11"]
+    assert [u.name for u in variants.variants([seed], [load], limit=1)] == ["test_a__v2__v13"]
 
 
 TARGET = "def words(text):\n    if not text:\n        return []\n    return text.split()\n"
@@ -97,11 +99,11 @@ def test_the_loop_keeps_a_variant_that_adds_coverage_with_its_observed_value(off
     if off:
         assert origins == {"test_words": "model"} and attempt["variants"] == 0
         return
-    # '' reaches ``return []``; None, 'a' and 'a ba b' cover nothing more and ['a b'] raises
-    # an AttributeError the target does not mean to raise: none of them is kept
+    # '' reaches ``return []``; None, 'a' and 'a ba b' cover nothing more, ['a b'] and
+    # words(words('a b')) raise an AttributeError the target does not mean to raise: none is kept
     assert origins == {"test_words": "model", "test_words__v1": "variant"}
     assert "assert words('') == []" in report["test_module"]
-    assert attempt["variants"] == 7 and attempt["variants_kept"] == 1
+    assert attempt["variants"] == 8 and attempt["variants_kept"] == 1
     assert report["coverage_after"]["branch"] == 1.0
 
 
@@ -134,3 +136,27 @@ def test_a_token_edit_reaches_the_branch_a_parser_takes_without_its_marker():
     report, _ = run_job("f", target, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1, max_variants=12)
     kept = [t["oracle"] for t in report["tests"]]
     assert kept == ["model", "variant"] and report["coverage_after"]["line"] == 1.0
+
+
+def test_a_calls_output_is_fed_back_as_its_first_argument_once_per_distinct_call():
+    test = ("def test_p():\n    r = load(3)\n    assert load(3) == r\n"
+            "    assert P().parse('x', strict=True) == 'x'\n")
+    places = [(ast.unparse(node), [ast.unparse(o) for o in options]) for node, options in sites(ast.parse(test), TARGETS)]
+    literals = [ast.unparse(n) for n in input_literals(ast.parse(test), TARGETS)]
+    assert [node for node, _ in places[:len(literals)]] == literals  # the literals first
+    assert places[len(literals):] == [("3", ["load(3)"]), ("'x'", ["P().parse('x', strict=True)"])]
+    made = variant(Unit("test_p", test), TARGETS, index=len(literals), choice=0, number=1)
+    assert "r = load(load(3))" in made.source and made.source.count("load(load(3))") == 1
+
+
+BOXES = ("class Box:\n    def __init__(self, value):\n        self.value = value\n\n\n"
+         "def box(value):\n    if isinstance(value, Box):\n        return value\n    return Box(value)\n")
+
+
+def test_the_loop_keeps_a_variant_that_gives_the_target_its_own_output():
+    reply = "def test_box():\n    assert box(1).value == 1\n"
+    report, _ = run_job("b", BOXES, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1, max_variants=12)
+    kept = {t["name"]: t["oracle"] for t in report["tests"]}
+    assert list(kept.values()) == ["model", "variant"]
+    assert "box(box(1)).value == 1" in report["test_module"]
+    assert report["coverage_after"]["line"] == 1.0 and report["coverage_after"]["branch"] == 1.0

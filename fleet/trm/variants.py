@@ -9,7 +9,8 @@ list/tuple/set/dict display) that is an argument of a call of the target's code 
 name of the target, or one of its methods), or the value assigned to a name the test passes to
 such a call (``text = "..."`` then ``parse(text)``), or a literal inside one of these: an item
 of a display, an argument of a call that builds the input (``OrderedDict([("a", 1)])``), three
-levels deep at most. A variant replaces one input literal by one of its :func:`replacements`;
+levels deep at most. A variant replaces one input literal by one of its :func:`replacements`,
+or feeds a call's output back as its first argument (``f(x)`` → ``f(f(x))``, :func:`sites`);
 each assertion becomes an oracle site (``assert <value> == None``, the value being the side that
 is not a constant), so the loop mends it with the observed values like a sibling clone
 (:mod:`fleet.trm.siblings`), or expects the exception the target raises on purpose, and judges
@@ -25,6 +26,7 @@ keeps an input that adds coverage), down to :data:`MAX_DEPTH` changes from the m
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -168,17 +170,34 @@ class _Swap(ast.NodeTransformer):
         return super().generic_visit(node)
 
 
+def compositions(tree: ast.AST, targets: set[str]) -> list[ast.Call]:
+    """The test's calls of the target's code that have a positional argument, each distinct
+    call once, in source order."""
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and callee(n) in targets and n.args]
+    unique = {ast.unparse(c): c for c in sorted(calls, key=lambda n: (n.lineno, n.col_offset), reverse=True)}
+    return sorted(unique.values(), key=lambda n: (n.lineno, n.col_offset))
+
+
+def sites(tree: ast.AST, targets: set[str]) -> list[tuple[ast.expr, list[ast.expr]]]:
+    """Each place a variant may change, with its replacements in order: every input literal with
+    its :func:`replacements`, then the first argument of each of :func:`compositions` with the
+    call itself: the output fed back as the input (``f(x)`` → ``f(f(x))``), which reaches the
+    paths code keeps for values of its own making (a converter given what it returns, a parser
+    given its result)."""
+    literal = [(node, replacements(node)) for node in input_literals(tree, targets)]
+    return literal + [(call.args[0], [copy.deepcopy(call)]) for call in compositions(tree, targets)]
+
+
 def variant(unit: Unit, targets: set[str], index: int, choice: int, number: int) -> Unit | None:
-    """``unit`` with its ``index``-th input literal replaced by its ``choice``-th replacement and
-    its assertions made oracle sites, named ``<name>__v<number>``; None when there is no such."""
+    """``unit`` with its ``index``-th site (:func:`sites`) replaced by the site's ``choice``-th
+    replacement and its assertions made oracle sites, named ``<name>__v<number>``; None when
+    there is no such."""
     tree = ast.parse(unit.source)
-    literals = input_literals(tree, targets)
-    if index >= len(literals):
+    places = sites(tree, targets)
+    if index >= len(places) or choice >= len(places[index][1]):
         return None
-    options = replacements(literals[index])
-    if choice >= len(options):
-        return None
-    tree = _Swap(literals[index], options[choice]).visit(tree)
+    node, options = places[index]
+    tree = _Swap(node, options[choice]).visit(tree)
     return observed_copy(unit, tree, f"{unit.name}__v{number}", "variant")
 
 
@@ -191,13 +210,12 @@ def observed_copy(unit: Unit, tree: ast.Module, name: str, origin: str) -> Unit:
 
 
 def _plan(unit: Unit, targets: set[str]) -> list[tuple[int, int]]:
-    """Every (literal index, replacement index) of ``unit``, the first replacement of each literal
+    """Every (site index, replacement index) of ``unit``, the first replacement of each site
     first, then the second of each, and so on."""
     try:
-        literals = input_literals(ast.parse(unit.source), targets)
+        counts = [len(options) for _, options in sites(ast.parse(unit.source), targets)]
     except SyntaxError:
         return []
-    counts = [len(replacements(node)) for node in literals]
     return [(i, c) for c in range(max(counts, default=0)) for i, n in enumerate(counts) if c < n]
 
 
