@@ -160,3 +160,28 @@ def test_the_loop_keeps_a_variant_that_gives_the_target_its_own_output():
     assert list(kept.values()) == ["model", "variant"]
     assert "box(box(1)).value == 1" in report["test_module"]
     assert report["coverage_after"]["line"] == 1.0 and report["coverage_after"]["branch"] == 1.0
+
+
+def test_an_attribute_of_an_object_of_the_tests_own_class_is_read_through_the_class():
+    test = ("def test_c():\n    class C:\n        y = 1\n    c = C()\n    p = P()\n"
+            "    assert c.y == 1 and c.y > 0 and c.f() is None and p.parse('x') == 'x'\n")
+    places = sites(ast.parse(test), TARGETS)
+    reads = [(ast.unparse(node), [ast.unparse(o) for o in options]) for node, options in places
+             if isinstance(node, ast.Attribute)]
+    assert reads == [("c.y", ["type(c).y"])]  # once; not c.f (called), not p.parse (P is the target's)
+    made = variant(Unit("test_c", test), TARGETS, index=len(places) - 1, choice=0, number=1)
+    assert "(type(c).y == 1 and c.y > 0 and" in made.source  # the first read; the assertion an oracle site
+
+
+LAZY = ("class lazy:\n    def __init__(self, func):\n        self.func = func\n\n"
+        "    def __get__(self, obj, cls):\n        if obj is None:\n            return self\n"
+        "        return self.func(obj)\n")
+
+
+def test_the_loop_keeps_a_class_level_read_of_the_targets_descriptor_asserted_by_its_class():
+    reply = ("def test_lazy():\n    class C:\n        @lazy\n        def y(self):\n            return 6\n\n"
+             "    c = C()\n    assert c.y == 6\n")
+    report, _ = run_job("z", LAZY, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1, max_variants=12)
+    assert [t["oracle"] for t in report["tests"]] == ["model", "variant"]
+    assert "assert type(type(c).y).__name__ == 'lazy'" in report["test_module"]
+    assert report["coverage_after"]["line"] == 1.0

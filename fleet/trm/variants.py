@@ -10,7 +10,8 @@ name of the target, or one of its methods), or the value assigned to a name the 
 such a call (``text = "..."`` then ``parse(text)``), or a literal inside one of these: an item
 of a display, an argument of a call that builds the input (``OrderedDict([("a", 1)])``), three
 levels deep at most. A variant replaces one input literal by one of its :func:`replacements`,
-or feeds a call's output back as its first argument (``f(x)`` → ``f(f(x))``, :func:`sites`);
+feeds a call's output back as its first argument (``f(x)`` → ``f(f(x))``), or reads an
+attribute of an object of the test's own class through the class (:func:`sites`);
 each assertion becomes an oracle site (``assert <value> == None``, the value being the side that
 is not a constant), so the loop mends it with the observed values like a sibling clone
 (:mod:`fleet.trm.siblings`), or expects the exception the target raises on purpose, and judges
@@ -178,14 +179,36 @@ def compositions(tree: ast.AST, targets: set[str]) -> list[ast.Call]:
     return sorted(unique.values(), key=lambda n: (n.lineno, n.col_offset))
 
 
+def class_reads(tree: ast.AST, targets: set[str]) -> list[ast.Attribute]:
+    """The attributes the test reads (not calls) of an object it builds by calling a class of its
+    own (``obj = MyClass()`` then ``obj.y``; the callee is no name of the target's), each
+    distinct read once, in source order."""
+    built = {node.targets[0].id for node in ast.walk(tree) if isinstance(node, ast.Assign) and len(node.targets) == 1
+             and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call)
+             and isinstance(node.value.func, ast.Name) and node.value.func.id not in targets}
+    called_funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    reads = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
+             and isinstance(n.value, ast.Name) and n.value.id in built and id(n) not in called_funcs]
+    unique = {ast.unparse(n): n for n in sorted(reads, key=lambda n: (n.lineno, n.col_offset), reverse=True)}
+    return sorted(unique.values(), key=lambda n: (n.lineno, n.col_offset))
+
+
+def _through_class(read: ast.Attribute) -> ast.expr:
+    """``obj.y`` → ``type(obj).y``."""
+    return ast.Attribute(ast.Call(ast.Name("type", ast.Load()), [copy.deepcopy(read.value)], []), read.attr, ast.Load())
+
+
 def sites(tree: ast.AST, targets: set[str]) -> list[tuple[ast.expr, list[ast.expr]]]:
     """Each place a variant may change, with its replacements in order: every input literal with
-    its :func:`replacements`, then the first argument of each of :func:`compositions` with the
-    call itself: the output fed back as the input (``f(x)`` → ``f(f(x))``), which reaches the
-    paths code keeps for values of its own making (a converter given what it returns, a parser
-    given its result)."""
+    its :func:`replacements`; the first argument of each of :func:`compositions` with the call
+    itself: the output fed back as the input (``f(x)`` → ``f(f(x))``), which reaches the paths
+    code keeps for values of its own making (a converter given what it returns, a parser given
+    its result); each of :func:`class_reads` read through the class (``obj.y`` →
+    ``type(obj).y``), which reaches a descriptor's class-level path (a property or decorator of
+    the target's given no instance: ``__get__(None, cls)``)."""
     literal = [(node, replacements(node)) for node in input_literals(tree, targets)]
-    return literal + [(call.args[0], [copy.deepcopy(call)]) for call in compositions(tree, targets)]
+    composed = [(call.args[0], [copy.deepcopy(call)]) for call in compositions(tree, targets)]
+    return literal + composed + [(read, [_through_class(read)]) for read in class_reads(tree, targets)]
 
 
 def variant(unit: Unit, targets: set[str], index: int, choice: int, number: int) -> Unit | None:
@@ -253,17 +276,31 @@ class Variants:
 
     @staticmethod
     def _ordered(tests: list[Unit], uncovered: list[Segment]) -> list[Unit]:
-        """The tests that call an uncovered segment (by its short name or an entry's), by the
+        """The tests that use an uncovered segment (:func:`reached_by`, :func:`used`), by the
         first such segment."""
         rank: dict[str, int] = {}
         for unit in tests:
             try:
-                calls = called(unit.source)
+                names = used(unit.source)
             except SyntaxError:
                 continue
             for i, seg in enumerate(uncovered):
-                names = {seg.name.rpartition(".")[2], *(e.rpartition(".")[2] for e in seg.entry)}
-                if calls & names:
+                if names & reached_by(seg):
                     rank[unit.name] = i
                     break
         return sorted((u for u in tests if u.name in rank), key=lambda u: rank[u.name])
+
+
+def used(source: str) -> set[str]:
+    """Names a test calls (``f(...)``, ``x.f(...)``) or otherwise names (a decorator, a base class)."""
+    return called(source) | {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+
+
+def reached_by(seg: Segment) -> set[str]:
+    """Names through which a test reaches ``seg``: its short name, its entries' and, for a special
+    method (``__get__``, run by Python, never called by name), its class's."""
+    owner, _, short = seg.name.rpartition(".")
+    names = {short, *(e.rpartition(".")[2] for e in seg.entry)}
+    if owner and short.startswith("__") and short.endswith("__"):
+        names.add(owner.rpartition(".")[2])
+    return names
