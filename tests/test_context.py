@@ -36,8 +36,10 @@ def convert(amount, rate=1.0):
     """
     return amount * rate
 '''
-TARGET = "from .money import Currency, convert as cv\nimport os\n\n\ndef price(x):\n    return cv(x)\n"
-FILES = {"shop/__init__.py": "", "shop/money.py": MONEY, "shop/price.py": TARGET}
+TIME = "import os\nfrom datetime import date as Date, time\n\nRate = float\nLONG = " + repr("x" * 200) + "\n"
+TARGET = ("from .money import Currency, convert as cv\nfrom .time import Date, Rate, LONG, os\nimport os\n\n\n"
+          "def price(x):\n    return cv(x)\n")
+FILES = {"shop/__init__.py": "", "shop/money.py": MONEY, "shop/time.py": TIME, "shop/price.py": TARGET}
 
 
 def summary() -> str:
@@ -66,3 +68,11 @@ def test_nothing_for_standard_library_imports_or_an_unbundled_module():
     ctx = Context("solo", analysis, frozenset({"solo"}))
     assert related_definitions({"solo.py": "import os\n"}, "solo.py", analysis.imports,
                                lambda s: absolute_import(s, ctx)) == ""
+
+
+def test_names_a_bundled_module_binds_by_import_or_assignment_show_that_line():
+    text = summary()
+    assert "# from shop.time\nfrom datetime import date as Date\n" in text  # only the name asked for
+    assert "# from shop.time\nRate = float" in text
+    assert "# from shop.time\nimport os" in text
+    assert "LONG" not in text  # a binding longer than a line's budget is left out

@@ -4,7 +4,8 @@ A small model cannot build arguments for a class it has never seen (``Currency``
 a sibling module). For each name the target imports from a bundled module, this gives the
 definition's signature: a function's ``def`` line, or a class's ``__init__`` arguments and its
 public classmethods / staticmethods, plus up to ``EXAMPLES`` doctest lines (``>>>``) from the
-docstring. Everything is read statically from the bundle; nothing is imported.
+docstring; for a name the module binds by an import or an assignment (``Date``, re-exported
+from ``datetime``), that line. Everything is read statically from the bundle; nothing is imported.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fleet.errors import BadInput
 
 EXAMPLES = 4
 MAX_LINES = 40
+MAX_BINDING = 120
 
 
 def _args(fn: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool) -> str:
@@ -48,12 +50,31 @@ def _class_summary(cls: ast.ClassDef) -> list[str]:
     return lines + _examples(cls)
 
 
+def _binding(node: ast.stmt, name: str) -> str:
+    """The line that binds ``name`` by an import (only that name: ``from datetime import date as
+    Date``) or a one-line assignment (``Numeric = TypeVar(...)``), at most ``MAX_BINDING``
+    characters; "" for any other statement."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        names = [a for a in node.names if (a.asname or a.name.split(".")[0]) == name]
+        if not names:
+            return ""
+        line = ast.unparse(ast.ImportFrom(node.module, names, node.level) if isinstance(node, ast.ImportFrom)
+                           else ast.Import(names))
+    elif isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == [name]:
+        line = ast.unparse(node)
+    else:
+        return ""
+    return line if len(line) <= MAX_BINDING else ""
+
+
 def _summary(tree: ast.Module, name: str) -> list[str]:
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == name:
             return _class_summary(node)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             return [f"def {name}({_args(node, False)})", *_examples(node)]
+        if line := _binding(node, name):
+            return [line]
     return []
 
 
