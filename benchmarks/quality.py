@@ -52,8 +52,10 @@ def _args() -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
     p.add_argument("--iterations", type=int, help="refinement iterations per module (default "
                    "engine.max_iterations); with a large --budget the run no longer depends on the machine's speed")
-    p.add_argument("--ablate", action="append", default=[], choices=["acceptance", "coverage-feedback", "oracle",
-                   "error-feedback", "segmenting", "hints", "cut", "raises", "kept-examples", "repeats", "siblings", "variants", "retype", "runaway", "path-feedback"], help="switch a part off (repeatable)")
+    p.add_argument("--ablate", action="append", default=[], choices=[
+                   "acceptance", "coverage-feedback", "oracle", "error-feedback", "segmenting", "hints", "cut", "raises",
+                   "kept-examples", "repeats", "siblings", "variants", "retype", "typed", "runaway", "path-feedback"],
+                   help="switch a part off (repeatable)")
     p.add_argument("--only", action="append", default=[], help="run only modules whose name contains this")
     p.add_argument("--mutants", type=int, help="mutants scored per module (default engine.mutation_max_mutants; 0 = skip)")
     p.add_argument("--envs", type=Path, help="where the venvs live (default <data_dir>/bench-envs)")

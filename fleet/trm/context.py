@@ -67,18 +67,28 @@ def _binding(node: ast.stmt, name: str) -> str:
     return line if len(line) <= MAX_BINDING else ""
 
 
-def _summary(tree: ast.Module, name: str) -> list[str]:
+def definition(tree: ast.Module, name: str) -> ast.stmt | None:
+    """The top-level statement of ``tree`` that defines ``name``: its class or function, or the
+    import or one-line assignment that binds it (:func:`_binding`); None when there is none."""
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            return _class_summary(node)
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
-            return [f"def {name}({_args(node, False)})", *_examples(node)]
-        if line := _binding(node, name):
-            return [line]
-    return []
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return node
+        if _binding(node, name):
+            return node
+    return None
 
 
-def _modules(files: dict[str, str]) -> dict[str, str]:
+def _summary(tree: ast.Module, name: str) -> list[str]:
+    node = definition(tree, name)
+    if isinstance(node, ast.ClassDef):
+        return _class_summary(node)
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [f"def {name}({_args(node, False)})", *_examples(node)]
+    return [_binding(node, name)] if node is not None else []
+
+
+def bundled_modules(files: dict[str, str]) -> dict[str, str]:
+    """Module name → path of each bundled module."""
     out = {}
     for rel in files:
         try:
@@ -91,7 +101,7 @@ def _modules(files: dict[str, str]) -> dict[str, str]:
 def related_definitions(files: dict[str, str], target_path: str, imports: dict[str, str], absolute) -> str:
     """Summaries of imported bundled definitions (``imports``: name → import statement;
     ``absolute``: makes a statement's relative module absolute). Empty when there are none."""
-    modules = _modules(files)
+    modules = bundled_modules(files)
     lines: list[str] = []
     for name, statement in sorted(imports.items()):
         node = ast.parse(absolute(statement)).body[0]

@@ -9,8 +9,10 @@ job and sampling hotter while replies repeat (:mod:`fleet.trm.repeats`); failed 
 with their errors and where their path left the uncovered code (:mod:`fleet.trm.divergence`).
 Kept tests are then re-aimed at uncovered sibling callables and classes
 (:mod:`fleet.trm.siblings`) and copied with one input literal changed
-(:mod:`fleet.trm.variants`), and tests that failed on a ``TypeError`` about the kind of their
-inputs are retried with those converted (:mod:`fleet.trm.retype`), without the model. The
+(:mod:`fleet.trm.variants`), tests that failed on a ``TypeError`` about the kind of their
+inputs are retried with those converted (:mod:`fleet.trm.retype`), and tests that pass ``None``
+or a literal of the wrong type to an annotated parameter are retried with a value of that type
+(:mod:`fleet.trm.typed`), without the model. The
 iteration then scores the kept suite (:mod:`fleet.trm.quality`).
 The kept suite only grows by tests that pass every rerun and add coverage, so quality never
 drops below an earlier iteration's. It stops when:
@@ -43,6 +45,7 @@ from fleet.trm.repeats import Repeats
 from fleet.trm.runaway import before_halt, repeating
 from fleet.trm.siblings import Siblings
 from fleet.trm.retype import Retypes
+from fleet.trm.typed import TypedArguments
 from fleet.trm.variants import Variants
 from fleet.trm.repair import Context, absolute_import, bundle_index
 from fleet.trm.strategy import Strategy
@@ -62,7 +65,7 @@ MENDS = {"observed": "with observed expected values", "cut": "cut before a faili
 FEEDBACK_REASONS = {"assertion", "exception", "name-error", "import-error", "timeout", "syntax", "redefines-target",
                     "unsafe-call"}
 # per attempt, of :meth:`_Run._amplify`
-AMPLIFIED = ("clones", "clones_kept", "variants", "variants_kept", "retyped", "retyped_kept")
+AMPLIFIED = ("clones", "clones_kept", "variants", "variants_kept", "retyped", "retyped_kept", "typed", "typed_kept")
 NO_TESTS_COLLECTED = 5  # pytest's exit code for the baseline run, a module that only imports the target
 
 
@@ -88,7 +91,8 @@ class EngineSettings:
     max_clones: int = 12
     max_variants: int = 12
     # Parts switched off, for ablation benchmarks: acceptance, coverage-feedback, error-feedback,
-    # segmenting, oracle, cut, hints, repeats, siblings, variants, retype, runaway, path-feedback.
+    # segmenting, oracle, cut, hints, repeats, siblings, variants, retype, typed, runaway,
+    # path-feedback.
     ablate: tuple[str, ...] = ()
 
     @classmethod
@@ -165,6 +169,9 @@ class _Run:
         self.siblings = Siblings.of(self.source)
         self.variants = Variants.of(self.source, self.analysis.names)
         self.retypes = Retypes(self.variants.targets)
+        self.typed = TypedArguments.of(job.module, self.source, {name: absolute_import(statement, self.ctx) for
+                                                                 name, statement in self.analysis.imports.items()},
+                                       job.files)
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 
@@ -281,9 +288,11 @@ class _Run:
     def _amplify(self, iteration: int, failed: list[tuple[Unit, str]]) -> tuple[dict[str, int], Verdict]:
         """Kept tests re-aimed at uncovered siblings (:mod:`fleet.trm.siblings`, origin ``clone``),
         ``failed`` (test, error) pairs with their inputs of the kind a ``TypeError`` names converted
-        (:mod:`fleet.trm.retype`, origin ``retyped``), and kept tests with one input literal
-        changed (:mod:`fleet.trm.variants`, origin ``variant``; retyped ones count against
-        ``max_variants``), without the model; judged and mended like the model's tests in one
+        (:mod:`fleet.trm.retype`, origin ``retyped``), failed and kept tests with their unfit
+        arguments given values of the annotated types (:mod:`fleet.trm.typed`, origin ``typed``),
+        and kept tests with one input literal changed (:mod:`fleet.trm.variants`, origin
+        ``variant``; retyped and typed ones count against ``max_variants``), without the model;
+        judged and mended like the model's tests in one
         batch, their errors not fed back (the model did not write them). How many of each were
         made and kept, and their verdict."""
         cfg = self.cfg
@@ -294,9 +303,11 @@ class _Run:
             self.siblings.clones(self.suite.units, [seg.name for seg in gaps], cfg.max_clones)
         retyped = [] if "retype" in cfg.ablate or cfg.max_variants <= 0 else \
             self.retypes.retype(failed, cfg.max_variants)
-        variants = [] if "variants" in cfg.ablate or cfg.max_variants <= len(retyped) else \
-            self.variants.variants(self.suite.units, gaps, cfg.max_variants - len(retyped))
-        made = clones + retyped + variants
+        typed = [] if "typed" in cfg.ablate or cfg.max_variants <= len(retyped) else \
+            self.typed.typed([u for u, _ in failed] + self.suite.units, cfg.max_variants - len(retyped))
+        room = cfg.max_variants - len(retyped) - len(typed)
+        variants = [] if "variants" in cfg.ablate or room <= 0 else self.variants.variants(self.suite.units, gaps, room)
+        made = clones + retyped + typed + variants
         if not made:
             return {}, Verdict()
         batch = self.suite.absorb(Parsed(units=made))
@@ -308,10 +319,12 @@ class _Run:
                             for u in self.suite.units]
         self.trace.append(f"iteration {iteration}: {len(clones)} clone(s) of kept tests aimed at uncovered siblings, "
                           f"{kept['clone']} kept; {len(retyped)} failed test(s) retyped, {kept['retyped']} kept; "
+                          f"{len(typed)} test(s) given typed arguments, {kept['typed']} kept; "
                           f"{len(variants)} variant(s) with an input changed, {kept['variant']} kept "
                           f"({mended['observed']} with observed expected values)")
         return {"clones": len(clones), "clones_kept": kept["clone"], "retyped": len(retyped),
-                "retyped_kept": kept["retyped"], "variants": len(variants), "variants_kept": kept["variant"]}, verdict
+                "retyped_kept": kept["retyped"], "typed": len(typed), "typed_kept": kept["typed"],
+                "variants": len(variants), "variants_kept": kept["variant"]}, verdict
 
     def _settle(self, candidates: list[Unit]) -> tuple[Verdict, Counter[str]]:
         """Judge ``candidates``, mend the failed ones (:meth:`_second_chance`) and take the kept
