@@ -120,6 +120,7 @@ class Resolver:
     imports: dict[str, str]
     files: dict[str, str]
     _trees: dict[str, ast.Module] = field(default_factory=dict)
+    _paths: dict[str, str] | None = None
 
     def sample(self, dotted: str) -> Sample | None:
         """How to build a value of the type named ``dotted`` in the target, or None."""
@@ -156,7 +157,9 @@ class Resolver:
         return Sample(STANDARD[qualified], valued=qualified if qualified in VALUED else "")
 
     def _tree(self, module: str) -> ast.Module | None:
-        path = bundled_modules(self.files).get(module)
+        if self._paths is None:
+            self._paths = bundled_modules(self.files)
+        path = self._paths.get(module)
         if path is None:
             return None
         if module not in self._trees:
