@@ -83,7 +83,7 @@ def test_annotations_resolve_through_imports_and_the_bundle_to_a_way_of_building
 
 def test_a_test_gets_every_unfit_argument_replaced_at_once_and_its_assertions_made_oracle_sites():
     unit = Unit("test_m", "def test_m():\n    m = Money('EUR', 10, None, note=None)\n    assert m.at(None, None, 3).qty == 10\n")
-    typed = TypedArguments(table())
+    typed = TypedArguments(table(), frozenset({"Money"}))
     made = typed.typed([unit], limit=5)
     assert [u.name for u in made] == ["test_m__t1"] and made[0].origin == "typed"
     assert made[0].source == (
@@ -121,3 +121,13 @@ def test_the_loop_keeps_a_test_given_values_of_the_annotated_types(off):
     assert origins == ["model", "typed"] and attempt["typed"] == 1 and attempt["typed_kept"] == 1
     assert "due(decimal.Decimal('1.5'), datetime.date(2024, 1, 31)) == '1.50 on 2024-01-31'" in report["test_module"]
     assert "import decimal" in report["test_module"] and report["coverage_after"]["line"] == 1.0
+
+
+def test_a_method_of_a_class_from_elsewhere_and_a_text_that_is_no_number_are_left_alone():
+    typed = TypedArguments(table(), frozenset({"Money"}))
+    # Currency.at is not Money.at (a name alike); m.at is (m may be a Money)
+    unit = Unit("test_c", "def test_c():\n    assert Currency.at(None, 'x', 1) is m.at(None, 'x', 1)\n")
+    made = typed.typed([unit], limit=5)
+    assert "Currency.at(None, 'x', 1)" in made[0].source and "m.at(datetime.date(2024, 1, 31), 'x', 1)" in made[0].source
+    texts = Unit("test_q", "def test_q():\n    assert Money(c, 'ten').qty and Money(c, '2.5').qty\n")
+    assert "Money(c, decimal.Decimal('1.5')).qty and Money(c, decimal.Decimal('2.5')).qty" in typed.typed([texts], 5)[0].source

@@ -171,7 +171,7 @@ class _Run:
         self.retypes = Retypes(self.variants.targets)
         self.typed = TypedArguments.of(job.module, self.source, {name: absolute_import(statement, self.ctx) for
                                                                  name, statement in self.analysis.imports.items()},
-                                       job.files)
+                                       job.files, frozenset(self.analysis.names))
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 

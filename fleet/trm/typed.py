@@ -5,10 +5,10 @@ A small model fills an argument it cannot build with ``None`` or a text: ``Money
 None)`` where the signature reads ``of(ccy: Optional[Currency], qty: Optional[Decimal], dov:
 Optional[Date])``. The test passes, through the code's guard for missing values, and the model
 copies it from then on; the code behind the guard stays uncovered. Here each call of the
-target's code (a function, a method by its short name, a class by its ``__init__``) has its
-arguments matched to the parameters, and an argument is replaced by a :func:`sample` of the
+target's code (a function, a method by its short name, a class by its ``__init__``; not a
+method called on a class from elsewhere) has its arguments matched to the parameters, and an argument is replaced by a :func:`sample` of the
 parameter's annotation when it is ``None`` or a literal that is not of that type (a text for a
-``Currency``, an int for a ``Decimal``: ``Decimal('10')``, its value kept). An annotation is
+``Currency``, an int for a ``Decimal``: ``Decimal('10')``, a number's value kept). An annotation is
 unwrapped from ``Optional[X]``, ``Union[X, None]``, ``X | None`` and a string, and resolved
 through the target's imports and the bundled module they name, down to a class of the bundle
 or a standard type (``Date`` → ``from datetime import date as Date`` → ``datetime.date``).
@@ -80,9 +80,20 @@ class Sample:
         value = literal_value(node) if is_literal(node) else NOT_LITERAL
         if value is NOT_LITERAL or (value is not None and isinstance(value, self.fits)):
             return None
-        if self.valued and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        if self.valued and _numeric(value):
             return ast.parse(f"{self.valued}({str(value)!r})", mode="eval").body
         return ast.parse(self.expr, mode="eval").body
+
+
+def _numeric(value: object) -> bool:
+    """An int or float (not a bool), or a text that reads as one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _doctest_call(cls: ast.ClassDef) -> str:
@@ -194,16 +205,24 @@ def signatures(resolver: Resolver) -> dict[str, list[tuple[str, Sample | None]]]
     return table
 
 
-class _Retype(ast.NodeTransformer):
-    """Replace the arguments of calls in ``table`` that their parameter's sample does not fit."""
+def _foreign(call: ast.Call, names: frozenset[str]) -> bool:
+    """A method called on a class the target does not define (``Currency.of(...)`` in a test of
+    ``Money.of``): a name alike, another signature."""
+    receiver = call.func.value if isinstance(call.func, ast.Attribute) else None
+    return isinstance(receiver, ast.Name) and receiver.id[:1].isupper() and receiver.id not in names
 
-    def __init__(self, table: dict[str, list[tuple[str, Sample | None]]]) -> None:
-        self.table, self.changed = table, 0
+
+class _Retype(ast.NodeTransformer):
+    """Replace the arguments of calls in ``table`` that their parameter's sample does not fit;
+    not in calls of classes other than the target's ``names``."""
+
+    def __init__(self, table: dict[str, list[tuple[str, Sample | None]]], names: frozenset[str]) -> None:
+        self.table, self.names, self.changed = table, names, 0
 
     def visit_Call(self, node: ast.Call) -> ast.Call:
         self.generic_visit(node)
         params = self.table.get(callee(node))
-        if not params or any(isinstance(a, ast.Starred) for a in node.args):
+        if not params or _foreign(node, self.names) or any(isinstance(a, ast.Starred) for a in node.args):
             return node
         samples = dict(params)
         node.args = [self._fit(arg, params[i][1] if i < len(params) else None) for i, arg in enumerate(node.args)]
@@ -217,14 +236,15 @@ class _Retype(ast.NodeTransformer):
         return new if new is not None else arg
 
 
-def typed(unit: Unit, table: dict[str, list[tuple[str, Sample | None]]], number: int) -> Unit | None:
+def typed(unit: Unit, table: dict[str, list[tuple[str, Sample | None]]], names: frozenset[str],
+          number: int) -> Unit | None:
     """``unit`` with every unfit argument of its calls replaced (see the module docstring), named
-    ``<test>__t<number>``; None when no argument changes."""
+    ``<test>__t<number>``; None when no argument changes. ``names``: the target's top-level names."""
     try:
         tree = ast.parse(unit.source)
     except SyntaxError:
         return None
-    retype = _Retype(table)
+    retype = _Retype(table, names)
     tree = retype.visit(tree)
     if not retype.changed:
         return None
@@ -233,16 +253,20 @@ def typed(unit: Unit, table: dict[str, list[tuple[str, Sample | None]]], number:
 
 @dataclass
 class TypedArguments:
-    """The target's call signatures with samples, and the tests retyped in this job."""
+    """The target's call signatures with samples, its top-level names, and the tests retyped in
+    this job."""
 
     table: dict[str, list[tuple[str, Sample | None]]]
+    names: frozenset[str] = frozenset()
     tried: set[str] = field(default_factory=set)
     made: int = 0
 
     @classmethod
-    def of(cls, module: str, source: str, imports: dict[str, str], files: dict[str, str]) -> "TypedArguments":
-        """``imports``: the target's imported names → absolute import statements."""
-        return cls(signatures(Resolver(module, ast.parse(source), imports, files)))
+    def of(cls, module: str, source: str, imports: dict[str, str], files: dict[str, str],
+           names: frozenset[str]) -> "TypedArguments":
+        """``imports``: the target's imported names → absolute import statements; ``names``: the
+        names it defines."""
+        return cls(signatures(Resolver(module, ast.parse(source), imports, files)), names)
 
     def typed(self, units: list[Unit], limit: int) -> list[Unit]:
         """At most ``limit`` retyped tests of ``units`` (each test's source once)."""
@@ -251,7 +275,7 @@ class TypedArguments:
             if len(out) >= limit or unit.source in self.tried or not self.table:
                 continue
             self.tried.add(unit.source)
-            made = typed(unit, self.table, self.made + 1)
+            made = typed(unit, self.table, self.names, self.made + 1)
             if made is not None:
                 self.made += 1
                 out.append(made)
