@@ -174,8 +174,12 @@ class _Swap(ast.NodeTransformer):
 def compositions(tree: ast.AST, targets: set[str]) -> list[ast.Call]:
     """The test's calls of the target's code that have a positional argument, each distinct
     call once, in source order."""
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and callee(n) in targets and n.args]
-    unique = {ast.unparse(c): c for c in sorted(calls, key=lambda n: (n.lineno, n.col_offset), reverse=True)}
+    return _distinct([n for n in ast.walk(tree) if isinstance(n, ast.Call) and callee(n) in targets and n.args])
+
+
+def _distinct(nodes: list) -> list:
+    """``nodes`` in source order, the first of each text only."""
+    unique = {ast.unparse(n): n for n in sorted(nodes, key=lambda n: (n.lineno, n.col_offset), reverse=True)}
     return sorted(unique.values(), key=lambda n: (n.lineno, n.col_offset))
 
 
@@ -187,10 +191,8 @@ def class_reads(tree: ast.AST, targets: set[str]) -> list[ast.Attribute]:
              and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call)
              and isinstance(node.value.func, ast.Name) and node.value.func.id not in targets}
     called_funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    reads = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
-             and isinstance(n.value, ast.Name) and n.value.id in built and id(n) not in called_funcs]
-    unique = {ast.unparse(n): n for n in sorted(reads, key=lambda n: (n.lineno, n.col_offset), reverse=True)}
-    return sorted(unique.values(), key=lambda n: (n.lineno, n.col_offset))
+    return _distinct([n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load)
+                      and isinstance(n.value, ast.Name) and n.value.id in built and id(n) not in called_funcs])
 
 
 def _through_class(read: ast.Attribute) -> ast.expr:
