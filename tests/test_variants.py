@@ -185,3 +185,12 @@ def test_the_loop_keeps_a_class_level_read_of_the_targets_descriptor_asserted_by
     assert [t["oracle"] for t in report["tests"]] == ["model", "variant"]
     assert "assert type(type(c).y).__name__ == 'lazy'" in report["test_module"]
     assert report["coverage_after"]["line"] == 1.0
+
+
+
+def test_the_loop_reads_through_the_class_when_the_tests_class_is_support_code():
+    reply = ("class C:\n    @lazy\n    def y(self):\n        return 6\n\n\n"
+             "def test_lazy():\n    c = C()\n    assert c.y == 6\n")
+    report, _ = run_job("z", LAZY, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1, max_variants=12)
+    assert [t["oracle"] for t in report["tests"]] == ["model", "variant"]
+    assert report["coverage_after"]["line"] == 1.0

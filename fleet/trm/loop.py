@@ -306,7 +306,8 @@ class _Run:
         typed = [] if "typed" in cfg.ablate or cfg.max_variants <= len(retyped) else \
             self.typed.typed([u for u, _ in failed] + self.suite.units, cfg.max_variants - len(retyped))
         room = cfg.max_variants - len(retyped) - len(typed)
-        variants = [] if "variants" in cfg.ablate or room <= 0 else self.variants.variants(self.suite.units, gaps, room)
+        variants = [] if "variants" in cfg.ablate or room <= 0 else \
+            self.variants.variants(self.suite.units, gaps, room, lambda unit: self.suite.support_of([unit]))
         made = clones + retyped + typed + variants
         if not made:
             return {}, Verdict()

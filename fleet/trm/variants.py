@@ -30,7 +30,7 @@ import ast
 import copy
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from fleet.analysis import Segment, functions
 from fleet.trm.parse import Unit
@@ -256,13 +256,14 @@ class Variants:
     def of(cls, source: str, names: frozenset[str]) -> "Variants":
         return cls(callables(source, names))
 
-    def variants(self, kept: list[Unit], uncovered: list[Segment], limit: int) -> list[Unit]:
+    def variants(self, kept: list[Unit], uncovered: list[Segment], limit: int,
+                 support: Callable[[Unit], list[str]] = lambda unit: []) -> list[Unit]:
         """At most ``limit`` untried variants of the kept tests (variants of fewer than
-        :data:`MAX_DEPTH` changes among them) that call an
-        ``uncovered`` segment or its entry, the tests of the first such segment first; one per
-        test in turn."""
+        :data:`MAX_DEPTH` changes among them) that use an ``uncovered`` segment or its entry
+        (themselves or through the ``support`` code they need: a class of the test's decorated
+        by the target's), the tests of the first such segment first; one per test in turn."""
         queue = self._ordered([u for u in kept if u.name.startswith("test") and u.name.count("__v") < MAX_DEPTH],
-                              uncovered)
+                              uncovered, support)
         plans = {u.name: [p for p in _plan(u, self.targets) if (u.name, *p) not in self.tried] for u in queue}
         out: list[Unit] = []
         while len(out) < limit and any(plans.values()):
@@ -277,13 +278,13 @@ class Variants:
         return out
 
     @staticmethod
-    def _ordered(tests: list[Unit], uncovered: list[Segment]) -> list[Unit]:
+    def _ordered(tests: list[Unit], uncovered: list[Segment], support: Callable[[Unit], list[str]]) -> list[Unit]:
         """The tests that use an uncovered segment (:func:`reached_by`, :func:`used`), by the
         first such segment."""
         rank: dict[str, int] = {}
         for unit in tests:
             try:
-                names = used(unit.source)
+                names = used("\n\n".join([*support(unit), unit.source]))
             except SyntaxError:
                 continue
             for i, seg in enumerate(uncovered):
