@@ -68,7 +68,7 @@ IMPORTS = {"datetime": "import datetime", "Decimal": "from decimal import Decima
 
 
 def table():
-    return signatures(Resolver("shop.money", ast.parse(TARGET), IMPORTS, FILES))
+    return signatures(Resolver(ast.parse(TARGET), IMPORTS, FILES))
 
 
 def test_annotations_resolve_through_imports_and_the_bundle_to_a_way_of_building_the_value():

@@ -169,8 +169,8 @@ class _Run:
         self.siblings = Siblings.of(self.source)
         self.variants = Variants.of(self.source, self.analysis.names)
         self.retypes = Retypes(self.variants.targets)
-        self.typed = TypedArguments.of(job.module, self.source, {name: absolute_import(statement, self.ctx) for
-                                                                 name, statement in self.analysis.imports.items()},
+        self.typed = TypedArguments.of(self.source, {name: absolute_import(statement, self.ctx) for
+                                                     name, statement in self.analysis.imports.items()},
                                        job.files, frozenset(self.analysis.names))
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()

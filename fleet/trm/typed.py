@@ -6,12 +6,13 @@ None)`` where the signature reads ``of(ccy: Optional[Currency], qty: Optional[De
 Optional[Date])``. The test passes, through the code's guard for missing values, and the model
 copies it from then on; the code behind the guard stays uncovered. Here each call of the
 target's code (a function, a method by its short name, a class by its ``__init__``; not a
-method called on a class from elsewhere) has its arguments matched to the parameters, and an argument is replaced by a :func:`sample` of the
-parameter's annotation when it is ``None`` or a literal that is not of that type (a text for a
-``Currency``, an int for a ``Decimal``: ``Decimal('10')``, a number's value kept). An annotation is
-unwrapped from ``Optional[X]``, ``Union[X, None]``, ``X | None`` and a string, and resolved
-through the target's imports and the bundled module they name, down to a class of the bundle
-or a standard type (``Date`` → ``from datetime import date as Date`` → ``datetime.date``).
+method called on a class from elsewhere) has its arguments matched to the parameters, and an
+argument is replaced by a :class:`Sample` of the parameter's annotation when it is ``None`` or
+a literal that is not of that type (a text for a ``Currency``, an int for a ``Decimal``:
+``Decimal('10')``, a number's value kept). An annotation is unwrapped from ``Optional[X]``,
+``Union[X, None]``, ``X | None`` and a string, and resolved through the target's imports and
+the bundled module they name, down to a class of the bundle or a standard type (``Date`` →
+``from datetime import date as Date`` → ``datetime.date``).
 
 Each test is retyped once: every call at once (the calls of one test build values for each
 other), as ``<test>__t<n>`` (origin ``typed``) whose assertions become oracle sites, mended with
@@ -123,10 +124,9 @@ def _class_sample(cls: ast.ClassDef) -> Sample | None:
 
 @dataclass
 class Resolver:
-    """Resolves annotation names of the target (``module``, ``tree``) through its imports
+    """Resolves annotation names of the target (``tree``) through its imports
     (``imports``: name → absolute import statement) and the bundled ``files``."""
 
-    module: str
     tree: ast.Module
     imports: dict[str, str]
     files: dict[str, str]
@@ -134,7 +134,10 @@ class Resolver:
     _paths: dict[str, str] | None = None
 
     def sample(self, dotted: str) -> Sample | None:
-        """How to build a value of the type named ``dotted`` in the target, or None."""
+        """How to build a value of the type named ``dotted`` in the target; None for an unknown
+        type or no name ("")."""
+        if not dotted:
+            return None
         if dotted in BUILTIN:
             return Sample(BUILTIN[dotted], fits=FITS[dotted])
         root, _, rest = dotted.partition(".")
@@ -198,8 +201,7 @@ def signatures(resolver: Resolver) -> dict[str, list[tuple[str, Sample | None]]]
         name = owner if short == "__init__" and owner else short
         if name in table:
             continue
-        params = [(a.arg, resolver.sample(unwrap(a.annotation)) if unwrap(a.annotation) else None)
-                  for a in _parameters(fn, bool(owner))]
+        params = [(a.arg, resolver.sample(unwrap(a.annotation))) for a in _parameters(fn, bool(owner))]
         if any(sample for _, sample in params):
             table[name] = params
     return table
@@ -262,11 +264,10 @@ class TypedArguments:
     made: int = 0
 
     @classmethod
-    def of(cls, module: str, source: str, imports: dict[str, str], files: dict[str, str],
-           names: frozenset[str]) -> "TypedArguments":
+    def of(cls, source: str, imports: dict[str, str], files: dict[str, str], names: frozenset[str]) -> "TypedArguments":
         """``imports``: the target's imported names → absolute import statements; ``names``: the
         names it defines."""
-        return cls(signatures(Resolver(module, ast.parse(source), imports, files)), names)
+        return cls(signatures(Resolver(ast.parse(source), imports, files)), names)
 
     def typed(self, units: list[Unit], limit: int) -> list[Unit]:
         """At most ``limit`` retyped tests of ``units`` (each test's source once)."""
