@@ -23,7 +23,7 @@ from typing import Callable
 
 from fleet.trm.oracle import literal_value
 from fleet.trm.parse import Unit
-from fleet.trm.variants import input_literals, observed_copy
+from fleet.trm.variants import Replace, input_literals, observed_copy, position
 
 
 MAX_BYTES = 1024  # longer bytes literals are not spelt out as lists
@@ -58,18 +58,6 @@ def named_kinds(detail: str) -> list[str]:
     return list(dict.fromkeys(_KIND.findall(first)))
 
 
-class _Convert(ast.NodeTransformer):
-    """Convert the expressions at the given positions (line, column, node type), innermost first."""
-
-    def __init__(self, at: set[tuple[int, int, type]], convert: Callable[[ast.expr], ast.expr]) -> None:
-        self.at, self.convert = at, convert
-
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        node = super().generic_visit(node)
-        key = (getattr(node, "lineno", None), getattr(node, "col_offset", None), type(node))
-        return self.convert(node) if key in self.at else node  # type: ignore[arg-type]
-
-
 def retyped(unit: Unit, kind: str, targets: set[str], number: int) -> Unit | None:
     """``unit`` with its input literals of ``kind`` converted and its assertions made oracle
     sites, named ``<name>__k<number>``; None when it holds no such literal."""
@@ -78,10 +66,10 @@ def retyped(unit: Unit, kind: str, targets: set[str], number: int) -> Unit | Non
     except SyntaxError:
         return None
     holds, convert = CONVERSIONS[kind]
-    at = {(n.lineno, n.col_offset, type(n)) for n in input_literals(tree, targets) if holds(n)}
+    at = {position(n) for n in input_literals(tree, targets) if holds(n)}
     if not at:
         return None
-    tree = _Convert(at, convert).visit(tree)
+    tree = Replace(at, convert).visit(tree)
     return observed_copy(unit, tree, f"{unit.name}__k{number}", "retyped")
 
 

@@ -158,17 +158,24 @@ def input_literals(tree: ast.AST, targets: set[str]) -> list[ast.expr]:
     return sorted(found, key=lambda n: (n.lineno, n.col_offset))
 
 
-class _Swap(ast.NodeTransformer):
-    """Replace the expression at ``old``'s position (line, column, node type) by ``new``."""
+Position = tuple[Any, Any, type]
 
-    def __init__(self, old: ast.expr, new: ast.expr) -> None:
-        self.old, self.new = (old.lineno, old.col_offset, type(old)), new
+
+def position(node: ast.AST) -> Position:
+    """The key of a node in its tree: (line, column, node type)."""
+    return getattr(node, "lineno", None), getattr(node, "col_offset", None), type(node)
+
+
+class Replace(ast.NodeTransformer):
+    """Replace each expression at one of the ``at`` positions (:func:`position`) by
+    ``convert(expression)``, innermost first; a replacement is not visited again."""
+
+    def __init__(self, at: set[Position], convert: Callable[[ast.expr], ast.expr]) -> None:
+        self.at, self.convert = at, convert
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
-        if isinstance(node, ast.expr) and (getattr(node, "lineno", None), getattr(node, "col_offset", None),
-                                           type(node)) == self.old:
-            return self.new
-        return super().generic_visit(node)
+        node = super().generic_visit(node)
+        return self.convert(node) if position(node) in self.at else node  # type: ignore[arg-type]
 
 
 def compositions(tree: ast.AST, targets: set[str]) -> list[ast.Call]:
@@ -222,7 +229,7 @@ def variant(unit: Unit, targets: set[str], index: int, choice: int, number: int)
     if index >= len(places) or choice >= len(places[index][1]):
         return None
     node, options = places[index]
-    tree = _Swap(node, options[choice]).visit(tree)
+    tree = Replace({position(node)}, lambda _: options[choice]).visit(tree)
     return observed_copy(unit, tree, f"{unit.name}__v{number}", "variant")
 
 
