@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fleet.analysis import analyse
 from fleet.trm.context import related_definitions
-from fleet.trm.repair import Context, absolute_import
+from fleet.trm.repair import Context, absolute_imports
+from tests.scripted_job import run_job
 
 MONEY = '''\
 class Currency:
@@ -45,7 +46,7 @@ FILES = {"shop/__init__.py": "", "shop/money.py": MONEY, "shop/time.py": TIME, "
 def summary() -> str:
     analysis = analyse(TARGET, "shop.price")
     ctx = Context("shop.price", analysis, frozenset({"shop"}))
-    return related_definitions(FILES, "shop/price.py", analysis.imports, lambda s: absolute_import(s, ctx))
+    return related_definitions(FILES, "shop/price.py", absolute_imports(ctx))
 
 
 def test_classes_show_constructor_classmethods_fields_and_doctests():
@@ -66,8 +67,15 @@ def test_functions_under_an_alias_show_their_signature_and_examples():
 def test_nothing_for_standard_library_imports_or_an_unbundled_module():
     analysis = analyse("import os\nfrom json import dumps\n", "solo")
     ctx = Context("solo", analysis, frozenset({"solo"}))
-    assert related_definitions({"solo.py": "import os\n"}, "solo.py", analysis.imports,
-                               lambda s: absolute_import(s, ctx)) == ""
+    assert related_definitions({"solo.py": "import os\n"}, "solo.py", absolute_imports(ctx)) == ""
+
+
+def test_a_relative_import_above_the_top_package_is_left_out():
+    analysis = analyse("from . import helper\nfrom .. import other\nimport os\n", "solo")
+    ctx = Context("solo", analysis, frozenset({"solo"}))
+    assert absolute_imports(ctx) == {"os": "import os"}
+    assert related_definitions({"solo.py": "", "helper.py": "def h():\n    pass\n"}, "solo.py",
+                               absolute_imports(ctx)) == ""
 
 
 def test_names_a_bundled_module_binds_by_import_or_assignment_show_that_line():
@@ -76,3 +84,10 @@ def test_names_a_bundled_module_binds_by_import_or_assignment_show_that_line():
     assert "# from shop.time\nRate = float" in text
     assert "# from shop.time\nimport os" in text
     assert "LONG" not in text  # a binding longer than a line's budget is left out
+
+
+def test_a_job_on_a_module_with_a_relative_import_it_cannot_resolve_still_runs():
+    source = "try:\n    from . import helper\nexcept ImportError:\n    helper = None\n\n\ndef twice(x):\n    return 2 * x\n"
+    reply = "def test_twice():\n    assert twice(2) == 4\n"
+    report, _ = run_job("solo", source, [reply], prompts_per_iteration=1, max_prompts_per_iteration=1)
+    assert [test["name"] for test in report["tests"]] == ["test_twice"]

@@ -98,13 +98,13 @@ def bundled_modules(files: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def related_definitions(files: dict[str, str], target_path: str, imports: dict[str, str], absolute) -> str:
-    """Summaries of imported bundled definitions (``imports``: name → import statement;
-    ``absolute``: makes a statement's relative module absolute). Empty when there are none."""
+def related_definitions(files: dict[str, str], target_path: str, imports: dict[str, str]) -> str:
+    """Summaries of imported bundled definitions (``imports``: name → absolute import
+    statement). Empty when there are none."""
     modules = bundled_modules(files)
     lines: list[str] = []
     for name, statement in sorted(imports.items()):
-        node = ast.parse(absolute(statement)).body[0]
+        node = ast.parse(statement).body[0]
         if not isinstance(node, ast.ImportFrom) or node.module not in modules:
             continue
         rel = modules[node.module]

@@ -47,7 +47,7 @@ from fleet.trm.siblings import Siblings
 from fleet.trm.retype import Retypes
 from fleet.trm.typed import TypedArguments
 from fleet.trm.variants import Variants
-from fleet.trm.repair import Context, absolute_import, bundle_index
+from fleet.trm.repair import Context, absolute_imports, bundle_index
 from fleet.trm.strategy import Strategy
 from fleet.trm.suite import Suite
 
@@ -149,8 +149,8 @@ class _Run:
         self.analysis: Analysis = analyse(self.source, job.module)
         self.ctx = Context(job.module, self.analysis, _bundled_packages(job), bundle_index(job.files, job.target_path),
                            is_package=job.target_path.endswith("__init__.py"))
-        self.related = related_definitions(job.files, job.target_path, self.analysis.imports,
-                                           lambda statement: absolute_import(statement, self.ctx))
+        imports = absolute_imports(self.ctx)
+        self.related = related_definitions(job.files, job.target_path, imports)
         self.base: Measure = sandbox.measure_base()
         self.judge = Judge(sandbox, self.ctx, self.base, reruns=self.cfg.reruns, max_error_chars=self.cfg.max_error_chars,
                            per_test="acceptance" not in self.cfg.ablate, source=self.source)
@@ -169,9 +169,7 @@ class _Run:
         self.siblings = Siblings.of(self.source)
         self.variants = Variants.of(self.source, self.analysis.names)
         self.retypes = Retypes(self.variants.targets)
-        self.typed = TypedArguments.of(self.source, {name: absolute_import(statement, self.ctx) for
-                                                     name, statement in self.analysis.imports.items()},
-                                       job.files, frozenset(self.analysis.names))
+        self.typed = TypedArguments.of(self.source, imports, job.files, frozenset(self.analysis.names))
         self.tokens_in = self.tokens_out = 0
         self.started = time.monotonic()
 

@@ -131,6 +131,13 @@ def absolute_import(statement: str, ctx: Context) -> str:
     return ast.unparse(node)
 
 
+def absolute_imports(ctx: Context) -> dict[str, str]:
+    """The target's imported names → their absolute import statements; a relative import that
+    climbs above the top package (``from . import x`` in a top-level module) is left out."""
+    pairs = ((name, absolute_import(statement, ctx)) for name, statement in ctx.analysis.imports.items())
+    return {name: statement for name, statement in pairs if statement}
+
+
 def _from_target(node: ast.ImportFrom, ctx: Context) -> str | None:
     """``from <target> import ...`` without the names the target does not bind (a model inventing
     a constant would break the whole test module's collection); None when none is left."""
