@@ -33,6 +33,7 @@ from __future__ import annotations
 import ast
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Callable
 
 from fleet.analysis import functions
@@ -159,9 +160,11 @@ def _short(qualname: str) -> str:
     return qualname.rpartition(".")[2]
 
 
-def called(source: str) -> set[str]:
-    """Names the test calls, as ``f(...)`` or ``x.f(...)``."""
-    return {callee(node) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)} - {""}
+@lru_cache(maxsize=4096)
+def called(source: str) -> frozenset[str]:
+    """Names the test calls, as ``f(...)`` or ``x.f(...)`` (remembered per source: clones ask it
+    of every kept test for every uncovered name)."""
+    return frozenset(callee(node) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)) - {""}
 
 
 class _Retarget(ast.NodeTransformer):
