@@ -9,7 +9,19 @@ comprehension ifs, ternaries, match cases, assert).
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def source_lines(source: str) -> list[str]:
+    """The lines of ``source`` as Python numbers them: only ``\n``, ``\r\n`` and ``\r`` end a
+    line (``str.splitlines`` also splits at a form feed or ``\x1c``, which Python keeps inside a
+    line, and line ``n`` would no longer be item ``n - 1``)."""
+    lines = _LINE_END.split(source)
+    return lines[:-1] if lines[-1] == "" else lines
+
 
 _DECISIONS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.IfExp, ast.Assert, ast.match_case)
 
@@ -226,6 +238,6 @@ def analyse(source: str, module: str) -> Analysis:
         segments=tuple(sorted(segments, key=lambda s: s.start)),
         imports=_imported_names(tree),
         exports=module_exports(tree),
-        lines=len(source.splitlines()),
+        lines=len(source_lines(source)),
         classes=len(classes),
     )

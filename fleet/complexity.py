@@ -2,7 +2,7 @@
 
 Facts measured on the module:
 
-* ``lines``: ``len(source.splitlines())`` (as :func:`fleet.analysis.analyse` counts them);
+* ``lines``: the number of source lines (as :func:`fleet.analysis.analyse` counts them);
 * ``cyclomatic``: the sum of McCabe numbers (:func:`fleet.analysis.complexity`) of the outermost
   functions and methods (a nested function's decision points count inside its enclosing one);
   module-level code outside functions is not counted;
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
-from fleet.analysis import complexity as mccabe
+from fleet.analysis import complexity as mccabe, source_lines
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _COMPOUND = (
@@ -155,7 +155,7 @@ def measure(source: str, cutoffs: Cutoffs) -> Complexity:
     tree = ast.parse(source)
     numbers = [mccabe(fn) for fn in _outermost_functions(tree)]
     facts = {
-        "lines": len(source.splitlines()),
+        "lines": len(source_lines(source)),
         "cyclomatic": sum(numbers),
         "classes": sum(isinstance(n, ast.ClassDef) for n in ast.walk(tree)),
         "max_nesting": _nesting(tree.body),

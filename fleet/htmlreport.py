@@ -10,6 +10,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fleet.analysis import source_lines
 from fleet.output import write_atomic
 
 WIDTH, HEIGHT, PAD = 560, 220, 30
@@ -38,7 +39,7 @@ def annotated(report: dict[str, Any]) -> list[dict[str, Any]]:
     missing = set(report.get("missing", {}).get("lines", []))
     partial = {a for a, _ in report.get("missing", {}).get("branches", [])}
     return [{"n": n, "text": text, "cls": "missing" if n in missing else "partial" if n in partial else ""}
-            for n, text in enumerate(source.splitlines(), 1)]
+            for n, text in enumerate(source_lines(source), 1)]
 
 
 def render(report: dict[str, Any]) -> str:

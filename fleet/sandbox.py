@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet import hints_plugin
+from fleet.errors import BadInput
 from fleet.junit import Outcome, parse_junit_bytes
 
 TEST_FILE = "tests/test_generated.py"
@@ -458,12 +459,18 @@ def _read_coverage(data_file: Path, target: Path) -> tuple[dict[str, set[int]], 
 
 
 def static_measure(source: str, scratch: Path) -> Measure:
-    """Statements and possible branch arcs of ``source``, by coverage.py's parser (nothing runs)."""
+    """Statements and possible branch arcs of ``source``, by coverage.py's parser (nothing runs).
+    BadInput when the parser cannot follow the code (nesting too deep for its recursion)."""
     from coverage.python import PythonParser
 
     parser = PythonParser(text=source, filename=str(scratch))
-    parser.parse_source()
-    statements = frozenset(parser.statements)
-    exits = parser.exit_counts()
-    branches = frozenset(arc for arc in parser.arcs() if arc[0] > 0 and exits.get(arc[0], 0) > 1)
+    try:
+        parser.parse_source()
+        statements = frozenset(parser.statements)
+        exits = parser.exit_counts()
+        arcs = parser.arcs()
+    except RecursionError:
+        raise BadInput("the target nests too deeply for coverage.py to measure it (a chain of hundreds of "
+                       "elif or nested blocks): split the deepest function and submit again") from None
+    branches = frozenset(arc for arc in arcs if arc[0] > 0 and exits.get(arc[0], 0) > 1)
     return Measure(statements=statements, branches=branches)

@@ -81,6 +81,12 @@ def test_annotations_resolve_through_imports_and_the_bundle_to_a_way_of_building
     assert made["plain"] == [("flag", "True")]  # a staticmethod keeps its first parameter
 
 
+def test_a_comment_in_a_docstring_example_is_passed_over():
+    target = 'class Point:\n    """A point.\n\n    >>> # make one\n    >>> p = Point.at(1, 2)\n    """\n\n\ndef move(p: Point):\n    return p\n'
+    made = signatures(Resolver(ast.parse(target), {}, {"geo.py": target}))
+    assert [(p, s.expr if s else None) for p, s in made["move"]] == [("p", "Point.at(1, 2)")]
+
+
 def test_a_test_gets_every_unfit_argument_replaced_at_once_and_its_assertions_made_oracle_sites():
     unit = Unit("test_m", "def test_m():\n    m = Money('EUR', 10, None, note=None)\n    assert m.at(None, None, 3).qty == 10\n")
     typed = TypedArguments(table(), frozenset({"Money"}))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 
+from fleet.analysis import source_lines
 from fleet.junit import COLLECTION, Outcome
 from fleet.sandbox import Measure, RunResult, Sandbox
 from fleet.trm.divergence import divergence
@@ -114,7 +115,7 @@ class Judge:
                  per_test: bool = True, source: str = "") -> None:
         self.sandbox, self.ctx, self.base = sandbox, ctx, base
         self.reruns, self.max_error_chars, self.per_test = reruns, max_error_chars, per_test
-        self.source_lines = source.splitlines()
+        self.source_lines = source_lines(source)
 
     def _first_run(self, suite: Suite, units: list[Unit], verdict: Verdict) -> RunResult:
         """Run kept + candidates once. If the module does not collect, the imports the reply added

@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from fleet.analysis import Analysis, Segment, analyse
+from fleet.analysis import Analysis, Segment, analyse, source_lines
 from fleet.jobs import Job
 from fleet.llm.base import Backend, Sampling
 from fleet.mutation import mutation_score
@@ -201,7 +201,7 @@ class _Run:
         if not chosen:
             return prompts.Focus((), errors=self.errors, examples=self.examples)
         missing, sources = self._missing()
-        lines = self.source.splitlines()
+        lines = source_lines(self.source)
         spans = set().union(*(set(seg.lines()) for seg in chosen))
         text = [lines[n - 1] for n in sorted(missing.union(sources) & spans) if n <= len(lines)]
         return prompts.Focus(tuple(chosen), missing_lines=text, errors=self.errors, examples=self.examples)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fleet.analysis import Analysis, Segment
+from fleet.analysis import Analysis, Segment, source_lines
 from fleet.llm.base import Message
 
 SYSTEM = (
@@ -80,9 +80,9 @@ def _task(analysis: Analysis, focus: Focus, source: str, limit: int) -> list[str
         names = ", ".join(f"`{n}`" for n in analysis.public[:20]) or "the module"
         return [f"Task: write pytest tests for {names}."]
     lines = ["Task: write pytest tests for:"] + [f"- `{seg.signature}`{_through(seg)}" for seg in focus.segments]
-    shown = len(source_block(source, limit).splitlines())
+    shown = len(source_lines(source_block(source, limit)))
     for seg in focus.segments:
-        body = source.splitlines()[seg.start - 1 : seg.end]
+        body = source_lines(source)[seg.start - 1 : seg.end]
         if seg.end > shown and len("\n".join(body)) < 4000:
             lines += ["```python", *body, "```"]
     return lines

@@ -102,9 +102,10 @@ def _doctest_call(cls: ast.ClassDef) -> str:
     for line in (ast.get_docstring(cls) or "").splitlines():
         text = line.strip().removeprefix(">>>").strip() if line.strip().startswith(">>>") else ""
         try:
-            node = ast.parse(text).body[0] if text else None
+            body = ast.parse(text).body if text else []
         except SyntaxError:
             continue
+        node = body[0] if body else None  # a comment-only example parses to nothing
         expr = node.value if isinstance(node, (ast.Assign, ast.Expr)) else None
         if isinstance(expr, ast.Call) and ast.unparse(expr.func).split(".")[0] == cls.name:
             return ast.unparse(expr)
