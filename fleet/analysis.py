@@ -16,7 +16,7 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def source_lines(source: str) -> list[str]:
-    """The lines of ``source`` as Python numbers them: only ``\n``, ``\r\n`` and ``\r`` end a
+    r"""The lines of ``source`` as Python numbers them: only ``\n``, ``\r\n`` and ``\r`` end a
     line (``str.splitlines`` also splits at a form feed or ``\x1c``, which Python keeps inside a
     line, and line ``n`` would no longer be item ``n - 1``)."""
     lines = _LINE_END.split(source)
