@@ -81,8 +81,9 @@ def _task(analysis: Analysis, focus: Focus, source: str, limit: int) -> list[str
         return [f"Task: write pytest tests for {names}."]
     lines = ["Task: write pytest tests for:"] + [f"- `{seg.signature}`{_through(seg)}" for seg in focus.segments]
     shown = len(source_lines(source_block(source, limit)))
+    numbered = source_lines(source)
     for seg in focus.segments:
-        body = source_lines(source)[seg.start - 1 : seg.end]
+        body = numbered[seg.start - 1 : seg.end]
         if seg.end > shown and len("\n".join(body)) < 4000:
             lines += ["```python", *body, "```"]
     return lines
