@@ -55,7 +55,8 @@ class Client:
             self.redis.set(marker, "1", ex=ttl)
         elif not self.redis.set(marker, "1", nx=True, ex=ttl):
             return job_id, False
-        self.redis.delete(self.keys.job(job_id, "deliveries"))  # a new submission: count its deliveries afresh
+        # a new submission: count its deliveries afresh, and run it even if an earlier one completed
+        self.redis.delete(self.keys.job(job_id, "deliveries"), self.keys.job(job_id, "done"))
         self.app.send_task(GENERATE_TASK, args=[job.to_dict()], task_id=job_id, queue=GENERATE_QUEUE)
         return job_id, True
 

@@ -7,12 +7,15 @@ Key layout (``<prefix>`` is ``fleet.prefix``):
     <prefix>:shared:…                 fleet-wide state (maintenance sweeps, shared patterns)
     <prefix>:job:<job_id>:deliveries  int    times the job was delivered to an agent
     <prefix>:job:<job_id>:submitted   str    set while a submission is live (deduplication)
+    <prefix>:job:<job_id>:done        bytes  the report of the job's first completion (zlib JSON)
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -77,14 +80,9 @@ def register_agent(client: redis.Redis, keys: Keys, agent_id: str, info: dict[st
                 keys.agent(agent_id), "started_at": now, "last_seen": now})
 
 
-def touch_agent(client: redis.Redis, keys: Keys, agent_id: str, **counters: int) -> None:
-    """Record that the agent is alive, and add to its counters (e.g. jobs_done=1)."""
-    key = keys.agent(agent_id, "info")
-    pipe = client.pipeline()
-    pipe.hset(key, "last_seen", time.time())
-    for name, amount in counters.items():
-        pipe.hincrby(key, name, amount)
-    pipe.execute()
+def touch_agent(client: redis.Redis, keys: Keys, agent_id: str) -> None:
+    """Record that the agent is alive (its ``last_seen``)."""
+    client.hset(keys.agent(agent_id, "info"), "last_seen", time.time())
 
 
 def list_agents(client: redis.Redis, keys: Keys) -> list[dict[str, str]]:
@@ -100,6 +98,33 @@ def count_delivery(client: redis.Redis, keys: Keys, job_id: str, ttl: int) -> in
     pipe.incr(key)
     pipe.expire(key, ttl)
     return int(pipe.execute()[0])
+
+
+def complete_job(client: redis.Redis, keys: Keys, agent_id: str, job_id: str, report: dict[str, Any],
+                 ttl: int) -> bool:
+    """Record the job's completion once per job id, fleet-wide: store ``report`` under
+    ``<prefix>:job:<id>:done`` (TTL ``ttl``) and add 1 to the agent's ``jobs_done``, in one
+    transaction (WATCH on the done key). False = the job had completed before (a redelivery of a
+    job whose message was not acknowledged in time): nothing is written."""
+    done, info = keys.job(job_id, "done"), keys.agent(agent_id, "info")
+    blob = zlib.compress(json.dumps(report, default=str).encode())
+
+    def body(pipe: redis.client.Pipeline) -> bool:
+        if pipe.exists(done):
+            return False
+        pipe.multi()
+        pipe.set(done, blob, ex=max(1, ttl))
+        pipe.hset(info, "last_seen", time.time())
+        pipe.hincrby(info, "jobs_done", 1)
+        return True
+
+    return bool(client.transaction(body, done, value_from_callable=True))
+
+
+def completed_report(client: redis.Redis, keys: Keys, job_id: str) -> dict[str, Any] | None:
+    """The report stored by the job's first completion (:func:`complete_job`), or None."""
+    blob = client.get(keys.job(job_id, "done"))
+    return json.loads(zlib.decompress(blob)) if blob else None
 
 
 USAGE_CAP = 100000

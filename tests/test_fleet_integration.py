@@ -3,6 +3,8 @@ model backend: submit → queue → agent → sandbox → report, deduplication,
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -109,6 +111,25 @@ def test_malformed_job_fails_with_a_clear_error(fleet, redis_server):
     assert backend.prompts == []
     # the agent recorded the message on receipt and cleared it on failure: nothing to requeue
     assert not redis.Redis.from_url(redis_server).hexists("fleet:agent:agent-t1:inflight", "bad-job-1")
+
+
+def test_a_redelivery_after_completion_returns_the_first_report(fleet, redis_server):
+    """An agent killed after the job completed but before its message was acknowledged: the broker
+    delivers it again. The job is not generated again nor counted twice."""
+    client, backend = fleet
+    job = make_job(max_iterations=1)
+    job_id, _ = client.submit(job)
+    first = client.wait(job_id, timeout=120)
+    prompts = len(backend.prompts)
+    redeliver(client, job, redis_server, times_before=1)
+    deadline = time.monotonic() + 60
+    while int(client.redis.get(client.keys.job(job_id, "deliveries"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the redelivered task counts its delivery after recording STARTED
+    again = client.wait(job_id, timeout=60)
+    assert again == first and again["agent"]["deliveries"] == 1
+    assert len(backend.prompts) == prompts
+    assert int(client.redis.get(client.keys.job(job_id, "deliveries"))) == 2
+    assert client.redis.hget("fleet:agent:agent-t1:info", "jobs_done") in ("1", b"1")
 
 
 def test_resubmitting_a_failed_job_runs_it_afresh(fleet, redis_server):

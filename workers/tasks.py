@@ -25,7 +25,7 @@ from fleet.errors import BadInput, FleetError
 from fleet.flags import Flags
 from fleet.llm.router import RoutedBackend, RouterSettings, route
 from fleet.jobs import Job, limits_from
-from fleet.store import count_delivery, list_agents, record_usage, touch_agent
+from fleet.store import complete_job, completed_report, count_delivery, list_agents, record_usage, touch_agent
 from workers import agent as agent_mod
 from workers.app import app
 
@@ -70,8 +70,14 @@ def _forget_inflight(agent: agent_mod.Agent, job_id: str) -> None:
 
 
 def _run(task: Any, agent: agent_mod.Agent, job: Job, deliveries: int) -> dict[str, Any]:
-    """The job itself: route, answer from the cache or generate, learn, record; the report."""
+    """The job itself: route, answer from the cache or generate, learn, record; the report. A
+    redelivery of a job that completed already (killed before its message was acknowledged)
+    returns the first completion's report and does nothing else."""
     touch_agent(agent.redis, agent.keys, agent.agent_id)
+    done = completed_report(agent.redis, agent.keys, job.job_id)
+    if done is not None:
+        log.warning("job %s completed before (delivery %d): returning its report", job.job_id, deliveries)
+        return done
     started = time.monotonic()
     now = config.load()
     flags = Flags.from_settings(now)
@@ -90,10 +96,12 @@ def _run(task: Any, agent: agent_mod.Agent, job: Job, deliveries: int) -> dict[s
     report["wall_seconds"] = round(time.monotonic() - started, 3)
     if flags.cache and not report["cached"]:
         agent.cache.put(key, report, target=job.module)
-    touch_agent(agent.redis, agent.keys, agent.agent_id, jobs_done=1)
-    log.info("job %s: %d tests kept, quality %.3f", job.job_id, report["tests_kept"], report["quality"])
-    metrics.record_job(report)
-    return report
+    if complete_job(agent.redis, agent.keys, agent.agent_id, job.job_id, report,
+                    agent.settings["celery"]["result_expires"]):
+        log.info("job %s: %d tests kept, quality %.3f", job.job_id, report["tests_kept"], report["quality"])
+        metrics.record_job(report)
+        return report
+    return completed_report(agent.redis, agent.keys, job.job_id) or report
 
 
 def _cache_key(agent: agent_mod.Agent, job: Job, flags: Flags, routed: RoutedBackend) -> str:
