@@ -42,5 +42,5 @@ def test_the_engine_stops_a_runaway_reply_at_the_repeat(ablate):
         assert "(stop)" in report["trace"][0]
     else:
         assert names == ["test_a"]  # test_b was never generated
-        assert "(halted)" in report["trace"][0]
+        assert "(halted at a repeat)" in report["trace"][0]
         assert [r["reason"] for r in report["rejected"]] == ["repeat"]

@@ -17,7 +17,8 @@ iteration then scores the kept suite (:mod:`fleet.trm.quality`).
 The kept suite only grows by tests that pass every rerun and add coverage, so quality never
 drops below an earlier iteration's. It stops when:
 quality ≥ convergence_threshold; improvement < quality_threshold on ``patience`` consecutive
-iterations; max_iterations is reached; or the job's token or time budget is spent.
+iterations; max_iterations is reached; or the job's token or time budget is spent (a reply that
+is still streaming then is cut, :mod:`fleet.trm.halting`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from fleet.trm.context import related_definitions
 from fleet.trm.facts import Facts, without_hints
 from fleet.trm.renames import Renames, misspelling, rewrite
 from fleet.trm.repeats import Repeats
-from fleet.trm.runaway import before_halt, repeating
+from fleet.trm.halting import StreamStop
 from fleet.trm.siblings import Siblings
 from fleet.trm.retype import Retypes
 from fleet.trm.typed import TypedArguments
@@ -226,12 +227,14 @@ class _Run:
         sampling = replace(self.engine.sampling, seed=self.engine.sampling.seed + attempt,
                            temperature=temperature)
         prefill = prompts.prefill(self.job.module, prompts.import_names(self.analysis, focus))
-        halt = None if "runaway" in self.cfg.ablate else repeating
+        halt = StreamStop(self.started + self.cfg.time_budget, runaway="runaway" not in self.cfg.ablate)
         completion = self.engine.backend.complete(messages, prefill=prefill, stop=prompts.STOP, sampling=sampling,
                                                   halt=halt)
         self.tokens_in += completion.prompt_tokens
         self.tokens_out += completion.completion_tokens
-        text = before_halt(completion.text) if completion.finish_reason == "halted" else completion.text
+        if completion.finish_reason == "halted":
+            completion = replace(completion, finish_reason=f"halted at a {halt.why}")
+        text = halt.kept(completion.text)
         if completion.full_reply:  # a provider that cannot prefill: the reply carries its own fence
             return completion, text
         return completion, prefill.removeprefix("```python\n") + text
