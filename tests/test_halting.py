@@ -8,25 +8,18 @@ from fleet.llm.scripted import ScriptedBackend
 from fleet.sandbox import Limits
 from fleet.trm.halting import StreamStop
 from fleet.trm.loop import Engine, EngineSettings
+from tests.clock import FakeClock
 
 A = "def test_a():\n    assert f(1) == 2\n\n"
 A_AGAIN = "def test_a_2():\n    assert f(1) == 2\n\n"
 B = "def test_b():\n    assert f(0) == 1\n"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_deadline_halts_and_keeps_the_complete_lines():
-    clock = Clock()
-    stop = StreamStop(deadline=10.0, clock=clock)
+    clock = FakeClock()
+    stop = StreamStop(deadline=clock.now + 10.0, clock=clock)
     assert not stop(A) and stop.why == ""
-    clock.now = 10.0
+    clock.advance(10.0)
     assert stop(A + "def test_b():\n    assert f(0)")
     assert stop.why == "deadline"
     assert stop.kept(A + "def test_b():\n    assert f(0)") == A + "def test_b():\n"
@@ -34,9 +27,9 @@ def test_the_deadline_halts_and_keeps_the_complete_lines():
 
 def test_a_repeat_halts_before_the_deadline_unless_runaway_is_off():
     text = A + A_AGAIN + "def test_b():\n"
-    stop = StreamStop(deadline=10.0, clock=Clock())
+    stop = StreamStop(deadline=2000.0, clock=FakeClock())
     assert stop(text) and stop.why == "repeat" and stop.kept(text) == A + A_AGAIN
-    off = StreamStop(deadline=10.0, runaway=False, clock=Clock())
+    off = StreamStop(deadline=2000.0, runaway=False, clock=FakeClock())
     assert not off(text) and off.kept(text) == text
 
 

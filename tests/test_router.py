@@ -18,21 +18,11 @@ from fleet.llm.router import (
     STRATEGIES, Decision, NoProvider, RoutedBackend, RouterSettings, decide, make_breakers, route, trm_suitable,
 )
 from fleet.llm.scripted import ScriptedBackend
+from tests.clock import FakeClock
 
 MESSAGES = [Message("user", "write tests")]
 TARGET = "pkg/mod.py"
 MARKER = "# fleet: private"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeBackend:
