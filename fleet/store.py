@@ -12,6 +12,7 @@ Key layout (``<prefix>`` is ``fleet.prefix``):
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -107,7 +108,7 @@ def complete_job(client: redis.Redis, keys: Keys, agent_id: str, job_id: str, re
     transaction (WATCH on the done key). False = the job had completed before (a redelivery of a
     job whose message was not acknowledged in time): nothing is written."""
     done, info = keys.job(job_id, "done"), keys.agent(agent_id, "info")
-    blob = zlib.compress(json.dumps(report, default=str).encode())
+    blob = base64.b64encode(zlib.compress(json.dumps(report, default=str).encode()))  # text: clients decode
 
     def body(pipe: redis.client.Pipeline) -> bool:
         if pipe.exists(done):
@@ -122,9 +123,10 @@ def complete_job(client: redis.Redis, keys: Keys, agent_id: str, job_id: str, re
 
 
 def completed_report(client: redis.Redis, keys: Keys, job_id: str) -> dict[str, Any] | None:
-    """The report stored by the job's first completion (:func:`complete_job`), or None."""
+    """The report stored by the job's first completion (:func:`complete_job`), or None. Works
+    with a client that decodes responses (the agents') and with one that does not."""
     blob = client.get(keys.job(job_id, "done"))
-    return json.loads(zlib.decompress(blob)) if blob else None
+    return json.loads(zlib.decompress(base64.b64decode(blob))) if blob else None
 
 
 USAGE_CAP = 100000

@@ -48,12 +48,18 @@ def generate_tests(self, job_data: Any) -> dict[str, Any]:
 
 
 def _checked_run(task: Any, agent: agent_mod.Agent, job_data: Any) -> dict[str, Any]:
-    """Validate the job (BadInput and PoisonJob fail the task, no retry), then run it."""
+    """Validate the job (BadInput and PoisonJob fail the task, no retry), then run it. A
+    redelivery of a job that completed already (killed before its message was acknowledged)
+    returns the first completion's report and does nothing else, however often it was delivered."""
     settings = agent.settings
     job = Job.from_dict(job_data, limits_from(settings))
     if task.request.id and task.request.id != job.job_id:
         raise BadInput(f"task id {task.request.id} does not match the job's id {job.job_id}")
     deliveries = count_delivery(agent.redis, agent.keys, job.job_id, settings["celery"]["result_expires"])
+    done = completed_report(agent.redis, agent.keys, job.job_id)
+    if done is not None:
+        log.warning("job %s completed before (delivery %d): returning its report", job.job_id, deliveries)
+        return done
     if deliveries > settings["celery"]["max_deliveries"]:
         raise PoisonJob(f"job {job.job_id} was delivered {deliveries} times (celery.max_deliveries); giving up")
     return _run(task, agent, job, deliveries)
@@ -70,14 +76,8 @@ def _forget_inflight(agent: agent_mod.Agent, job_id: str) -> None:
 
 
 def _run(task: Any, agent: agent_mod.Agent, job: Job, deliveries: int) -> dict[str, Any]:
-    """The job itself: route, answer from the cache or generate, learn, record; the report. A
-    redelivery of a job that completed already (killed before its message was acknowledged)
-    returns the first completion's report and does nothing else."""
+    """The job itself: route, answer from the cache or generate, learn, record; the report."""
     touch_agent(agent.redis, agent.keys, agent.agent_id)
-    done = completed_report(agent.redis, agent.keys, job.job_id)
-    if done is not None:
-        log.warning("job %s completed before (delivery %d): returning its report", job.job_id, deliveries)
-        return done
     started = time.monotonic()
     now = config.load()
     flags = Flags.from_settings(now)
