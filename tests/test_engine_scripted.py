@@ -368,6 +368,36 @@ def test_candidate_crashing_a_rerun_does_not_drop_earlier_kept_tests(tmp_marker)
     assert kept(report) == ["test_add"]  # kept in iteration 1, passed every rerun since
 
 
+T_CRASH = "def test_sign_crash():\n    import os\n    assert sign(1) == 1\n    getattr(os, '_exit')(3)\n"
+T_BAD_PARAMS = ("@pytest.mark.parametrize('x', NOT_DEFINED_ANYWHERE)\n"
+                "def test_sign_params(x):\n    assert sign(x) == 1\n")
+
+
+@pytest.mark.parametrize("culprit", [T_CRASH, T_BAD_PARAMS], ids=["crash", "collection-error"])
+def test_one_test_that_stops_the_module_loading_costs_only_itself(culprit):
+    """A test that kills pytest (no result at all) or breaks the module's collection is found by
+    halving the batch; the other tests of the reply are judged without it and kept."""
+    report, _ = run_engine([reply(T_ADD, T_POS, culprit, T_NEG, T_ZERO)], max_iterations=1)
+    assert sorted(kept(report)) == ["test_add", "test_sign_negative", "test_sign_positive", "test_sign_zero"]
+    (rejection,) = report["rejected"]
+    assert rejection["name"] in ("test_sign_crash", "test_sign_params")
+    assert rejection["detail"].startswith("the test module fails to load with this test alone")
+    assert report["final_runs_passed"] == report["reruns"]
+
+
+def test_one_culprit_is_sought_per_batch():
+    """Two crashing tests: the first is singled out; the rest still does not load and is rejected
+    as a whole, as it would be without the search."""
+    second = "def test_sign_abort():\n    import os\n    assert sign(-2) == -1\n    getattr(os, 'abort')()\n"
+    report, _ = run_engine([reply(T_CRASH, T_POS, second, T_NEG)], max_iterations=1)
+    assert kept(report) == []
+    details = {r["name"]: r["detail"] for r in report["rejected"]}
+    assert details["test_sign_crash"] == ("the test module fails to load with this test alone: "
+                                          "pytest ended with exit code 3 without a result")
+    for name in ("test_sign_positive", "test_sign_abort", "test_sign_negative"):
+        assert details[name].startswith("the test module failed to load"), details
+
+
 def test_coverage_through_a_fixture_counts_for_its_test():
     fixture_reply = (
         "@pytest.fixture\ndef negative():\n    return sign(-5)\n\n\n"

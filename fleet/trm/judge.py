@@ -1,7 +1,10 @@
 """Judge candidate tests one by one against the suite kept so far, by running them.
 
 1. Run kept + candidates once under coverage (one context per test). A collection error is
-   retried without the imports the reply added, then with only repaired imports.
+   retried without the imports the reply added, then with only repaired imports. If the module
+   still does not load (a crash, a hang pytest-timeout cannot cut, a collection error), the one
+   candidate that causes it is sought by halving the batch; it is rejected and the others are
+   judged without it.
 2. A failing candidate is rejected with a reason from its error; a passing one is accepted only
    if it covers a line or branch arc the suite (and the candidates accepted before it, best
    first) did not.
@@ -37,6 +40,7 @@ _ASSERTION = ("AssertionError", "assert ")  # only at the start of the first lin
 
 
 LOAD_FAILED = "the test module failed to load"  # every candidate of the run rejected alike
+CULPRIT = "the test module fails to load with this test alone"  # found by halving the batch
 MENDABLE_REASONS = {"assertion", "exception"}  # failures the oracle or a cut may mend
 
 
@@ -118,31 +122,52 @@ class Judge:
         self.source_lines = source_lines(source)
 
     def _first_run(self, suite: Suite, units: list[Unit], verdict: Verdict) -> RunResult:
-        """Run kept + candidates once. If the module does not collect, the imports the reply added
-        are dropped for good (every later run, the reruns and the final module included, uses the
-        suite's imports) and it is run again; failing that, once more without any model import."""
+        """Run kept + candidates once. If the module has a collection error, the imports the reply
+        added are dropped for good (every later run, the reruns and the final module included, uses
+        the suite's imports) and it is run again; failing that, once more without any model import.
+        A run that crashed or timed out without reporting is not retried (imports do not cause that)."""
         module = suite.render(units, self.ctx)
         run = self.sandbox.run(module)
         verdict.runs += 1
-        if not run.collected and suite.drop_fresh_imports():
+        if COLLECTION in run.outcomes and suite.drop_fresh_imports():
             module = suite.render(units, self.ctx)
             run = self.sandbox.run(module)
             verdict.runs += 1
-        if not run.collected and suite.imports:
+        if COLLECTION in run.outcomes and suite.imports:
             module = suite.render(units, self.ctx, model_imports=False)
             run = self.sandbox.run(module)
             verdict.runs += 1
         verdict.module = module
         return run
 
-    def _reject_all(self, units: list[Unit], run: RunResult, verdict: Verdict) -> None:
+    def _reject_all(self, units: list[Unit], run: RunResult, verdict: Verdict, why: str = LOAD_FAILED) -> None:
         """The test module did not even load (collection error, crash or timeout): every candidate
         is rejected with the module-level error, classified like a test's."""
+        silent = (f"no result within the sandbox's {self.sandbox.limits.timeout:g} s" if run.timed_out
+                  else f"pytest ended with exit code {run.returncode} without a result")
         error = run.outcomes.get(COLLECTION) or Outcome("error", run.output[-2000:])
-        error = Outcome(error.status, error.message or run.output[-2000:])
+        error = Outcome(error.status, error.message or run.output[-2000:] or silent)
         reason = reason_of(error, run.timed_out)
         detail = trim_error(error.message, self.max_error_chars)
-        verdict.rejected += [Rejection(u.name, reason, f"{LOAD_FAILED}: {detail}") for u in units]
+        verdict.rejected += [Rejection(u.name, reason, f"{why}: {detail}") for u in units]
+
+    def _culprit(self, suite: Suite, candidates: list[Unit], verdict: Verdict) -> tuple[Unit, RunResult] | None:
+        """The candidate that stops kept + ``candidates`` loading, and its lone run, found by
+        halving: of the two halves, the first that does not load with the kept suite is halved
+        again, so one culprit among n costs at most 2⌈log2 n⌉ runs. None when both halves load
+        (the batch fails only as a whole)."""
+        part, run = candidates, None
+        while len(part) > 1:
+            half = len(part) // 2
+            for piece in (part[:half], part[half:]):
+                trial = self.sandbox.run(suite.render(suite.units + piece, self.ctx))
+                verdict.runs += 1
+                if not trial.collected:
+                    part, run = piece, trial
+                    break
+            else:
+                return None
+        return (part[0], run) if run is not None else None
 
     def _path(self, unit: Unit, per_unit: _PerUnit, kept: Measure) -> str:
         """Where ``unit``'s path left the code that the ``kept`` suite misses
@@ -269,16 +294,26 @@ class Judge:
     def judge(self, suite: Suite, candidates: list[Unit]) -> Verdict:
         """Judge ``candidates`` against ``suite``; accepted ones are appended to ``suite.units``."""
         verdict = Verdict()
-        if not candidates:
-            return verdict
+        if candidates:
+            self._judge(suite, candidates, verdict, isolate=self.per_test)
+        return verdict
+
+    def _judge(self, suite: Suite, candidates: list[Unit], verdict: Verdict, *, isolate: bool) -> None:
+        """Judge into ``verdict``. A batch that does not load loses only its culprit when
+        ``isolate`` and one is found (:meth:`_culprit`; one per batch), else all its candidates."""
         run = self._first_run(suite, suite.units + candidates, verdict)
         if not run.collected:
-            self._reject_all(candidates, run, verdict)
-            return verdict
+            found = self._culprit(suite, candidates, verdict) if isolate and len(candidates) > 1 else None
+            if found is None:
+                self._reject_all(candidates, run, verdict)
+                return
+            culprit, alone = found
+            self._reject_all([culprit], alone, verdict, CULPRIT)
+            self._judge(suite, [u for u in candidates if u is not culprit], verdict, isolate=False)
+            return
         accepted = self._select(suite, candidates, run, verdict) if self.per_test else self._whole(candidates, run, verdict)
         final = self._stabilise(suite, accepted, verdict) if accepted else None
         suite.units.extend(accepted)
-        verdict.accepted = accepted
+        verdict.accepted += accepted
         if final is not None:
             verdict.measure = covered(final, self.base)
-        return verdict
