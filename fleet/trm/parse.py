@@ -3,8 +3,8 @@
 Steps, each deterministic: take the code out of fences; strip line-number prefixes copied from a
 prompt; add the parentheses of a ``def test_x:``; parse, or salvage the top-level chunks that
 parse on their own (a reply cut at max_tokens loses only its last, unfinished function); split into imports, test units (``def test_*``,
-``class Test*``, and each method of a test class with several: :func:`split_test_class`) and
-support code (fixtures, helpers, constants); drop copies of the target's own definitions (small
+``class Test*``, and each method of a test class with several: :func:`split_test_class`; a
+coroutine test made to run under ``asyncio.run``: :mod:`fleet.trm.coroutines`) and support code (fixtures, helpers, constants); drop copies of the target's own definitions (small
 models paste the code under test); drop tests without an assertion. Import
 repair happens later, in :mod:`fleet.trm.repair`, when the whole suite is known.
 """
@@ -16,6 +16,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 
+from fleet.trm.coroutines import synchronous
 from fleet.trm.safety import aliases, unsafe_call
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
@@ -266,6 +267,7 @@ def parse_reply(text: str, target_names: frozenset[str]) -> Parsed:
         elif _unsafe(node, imported, parsed):
             continue
         elif _is_test(node):
+            node = synchronous(node)
             tests.extend(split_test_class(node) if isinstance(node, ast.ClassDef) else [node])
         elif _is_main_guard(node) or isinstance(node, ast.Expr):
             continue
