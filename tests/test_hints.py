@@ -199,6 +199,9 @@ def test_facts_are_deduplicated_by_hint_and_capped_newest_first():
     ("ValueError: bad [where] raised in `g` at line 3: `assert x, 'Timeout'`", "exception"),
     ("ModuleNotFoundError: No module named 'numpy'", "import-error"),
     ("OSError: network access is blocked in the fleet sandbox", "sandbox-violation"),
+    ("Failed: Timeout (>10.0s) from pytest-timeout.", "timeout"),
+    ("TimeoutError\n>       await asyncio.wait_for(never(), 0.01)", "exception"),
+    ("RuntimeError: no running event loop\n>       t = Timeout(0.1, loop)", "exception"),
 ])
 def test_the_reason_comes_from_the_error_not_from_quoted_source(message, reason):
     from fleet.junit import Outcome

@@ -31,7 +31,8 @@ from fleet.trm.truncate import before_failure, expecting_failure
 _REASONS = (
     ("blocked in the fleet sandbox", "sandbox-violation"),
     ("Network is unreachable", "sandbox-violation"),
-    ("Timeout", "timeout"),
+    ("from pytest-timeout", "timeout"),  # pytest-timeout's failure: "Timeout (>10.0s) from pytest-timeout."
+    ("Failed: Timeout >", "timeout"),  # the same, from pytest-timeout before 2.0
     ("ModuleNotFoundError", "import-error"),
     ("ImportError", "import-error"),
     ("NameError", "name-error"),
